@@ -1,0 +1,31 @@
+//! `switchhead`: inspect, synthesize and run SwitchHead models.
+
+use clap::{Parser, Subcommand};
+use switchhead_cli::{inspect, logits, synth};
+
+#[derive(Parser)]
+#[command(name = "switchhead", version, about = "Inspect, synthesize and run SwitchHead models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a model's detected architecture and parameter count.
+    Inspect(inspect::Args),
+    /// Write a random-weight checkpoint for a paper configuration or a custom size.
+    Synth(synth::Args),
+    /// Compute logits for tokens read from a safetensors file.
+    Logits(logits::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(a) => inspect::run(a),
+        Command::Synth(a) => synth::run(a),
+        Command::Logits(a) => logits::run(a),
+    };
+    switchhead_cli::exit_code(result)
+}

@@ -1,0 +1,17 @@
+//! switchhead-compiler: checkpoint import, the reference executor, and (later) the IR,
+//! passes and emission.
+//!
+//! Flow: [`import::load_model`] reads a checkpoint and its config into a [`model::Model`]
+//! whose weights carry canonical names ([`names`]); [`reference`] runs it end to end.
+
+pub mod config;
+pub mod error;
+pub mod import;
+pub mod model;
+pub mod names;
+pub mod reference;
+pub mod synth;
+
+pub use config::Config;
+pub use error::ImportError;
+pub use model::Model;

@@ -1,0 +1,1 @@
+//! switchhead-kernels: CPU kernels and CUDA kernel sources (runtime and CUDA issues).

@@ -1,0 +1,1 @@
+//! switchhead-runtime: the `Session` API and its backends (runtime issue).
