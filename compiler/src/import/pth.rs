@@ -1,0 +1,87 @@
+//! Reading PyTorch `.pth` checkpoints (`torch.save` zip files) with candle's pickle reader.
+//!
+//! The training code saves `{"model": state_dict, ...}`; a bare state_dict is accepted too.
+//! Tensors are loaded into memory and widened to f32; their stored dtype is kept in the info.
+
+use std::path::Path;
+
+use candle_core::pickle::PthTensors;
+
+use crate::error::ImportError;
+use crate::model::{DType, TensorInfo, Weights};
+
+/// Loads every tensor of `path` (under its state_dict name).
+pub(crate) fn read(path: &Path) -> Result<Weights, ImportError> {
+    std::fs::File::open(path).map_err(|source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let pth = open(path)?;
+    let mut names: Vec<&String> = pth
+        .tensor_infos()
+        .keys()
+        .filter(|n| !super::layout::is_ignored(n))
+        .collect();
+    names.sort();
+    let mut weights = Weights::for_file(path.to_path_buf());
+    for name in names {
+        let (info, data) = load_one(path, &pth, name)?;
+        weights.insert_owned(name.clone(), name.clone(), info, data);
+    }
+    Ok(weights)
+}
+
+/// The state_dict under key "model", else the top-level object as a state_dict.
+fn open(path: &Path) -> Result<PthTensors, ImportError> {
+    let with_key = PthTensors::new(path, Some("model"));
+    let with_key_err = match with_key {
+        Ok(p) if !p.tensor_infos().is_empty() => return Ok(p),
+        Ok(_) => None,
+        Err(e) => Some(e.to_string()),
+    };
+    match PthTensors::new(path, None) {
+        Ok(p) if !p.tensor_infos().is_empty() => Ok(p),
+        Ok(_) => Err(corrupt(
+            path,
+            "no tensors found (neither under \"model\" nor top-level)".into(),
+        )),
+        Err(e) => Err(corrupt(path, with_key_err.unwrap_or_else(|| e.to_string()))),
+    }
+}
+
+fn load_one(
+    path: &Path,
+    pth: &PthTensors,
+    name: &str,
+) -> Result<(TensorInfo, Vec<f32>), ImportError> {
+    let t = pth
+        .get(name)
+        .map_err(|e| corrupt(path, format!("{name}: {e}")))?
+        .ok_or_else(|| corrupt(path, format!("{name}: listed but not readable")))?;
+    let dtype = match t.dtype() {
+        candle_core::DType::F32 => DType::F32,
+        candle_core::DType::F16 => DType::F16,
+        candle_core::DType::BF16 => DType::BF16,
+        other => {
+            return Err(ImportError::UnsupportedDtype {
+                path: path.to_path_buf(),
+                tensor: name.to_string(),
+                dtype: format!("{other:?}").to_lowercase(),
+            });
+        }
+    };
+    let shape = t.dims().to_vec();
+    let data = t
+        .to_dtype(candle_core::DType::F32)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| corrupt(path, format!("{name}: {e}")))?;
+    Ok((TensorInfo { dtype, shape }, data))
+}
+
+fn corrupt(path: &Path, reason: String) -> ImportError {
+    ImportError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
