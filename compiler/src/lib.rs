@@ -11,6 +11,7 @@ pub mod model;
 pub mod names;
 pub mod reference;
 pub mod synth;
+pub mod tensor_io;
 
 pub use config::Config;
 pub use error::ImportError;

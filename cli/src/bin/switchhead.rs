@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use switchhead_cli::{inspect, logits, synth};
 
 #[derive(Parser)]
-#[command(name = "switchhead", version, about = "Inspect, synthesize and run SwitchHead models")]
+#[command(
+    name = "switchhead",
+    version,
+    about = "Inspect, synthesize and run SwitchHead models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

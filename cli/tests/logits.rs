@@ -1,0 +1,129 @@
+//! `switchhead logits` end to end through the built binary: golden token files in, logits out,
+//! compared with the golden logits; bad inputs give one clear error line and no output file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use safetensors::tensor::{Dtype, TensorView};
+use switchhead_compiler::tensor_io::{parse, read_bytes, read_f32};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchhead-logits-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn switchhead(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchhead"))
+        .args(args)
+        .output()
+        .expect("run switchhead")
+}
+
+fn max_rel_err(path_a: &Path, path_b: &Path, name: &str) -> f32 {
+    let (a, b) = (
+        read_bytes(path_a).expect("a"),
+        read_bytes(path_b).expect("b"),
+    );
+    let ta = read_f32(path_a, &parse(path_a, &a).expect("a"), name).expect("ours");
+    let tb = read_f32(path_b, &parse(path_b, &b).expect("b"), name).expect("golden");
+    assert_eq!(ta.shape(), tb.shape());
+    let scale = tb.data().iter().fold(0f32, |m, v| m.max(v.abs()));
+    ta.data()
+        .iter()
+        .zip(tb.data())
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+fn run_logits(model: &Path, golden: &Path, out: &Path) {
+    let args = [
+        "logits",
+        &model.to_string_lossy(),
+        "--tokens",
+        &golden.to_string_lossy(),
+        "-o",
+        &out.to_string_lossy(),
+    ];
+    let o = switchhead(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn logits_match_golden_single_chunk() {
+    let dir = root().join("testdata/models/rope");
+    let out = tmp("single").join("out.safetensors");
+    run_logits(&dir, &dir.join("golden_long.safetensors"), &out);
+    let err = max_rel_err(&out, &dir.join("golden_long.safetensors"), "logits");
+    assert!(err <= 1e-4, "max rel err {err}");
+}
+
+#[test]
+fn logits_carry_xl_memory_across_chunks() {
+    let dir = root().join("testdata/models/xl");
+    let out = tmp("chunks").join("out.safetensors");
+    run_logits(&dir, &dir.join("golden_mem.safetensors"), &out);
+    for name in ["logits0", "logits1"] {
+        let err = max_rel_err(&out, &dir.join("golden_mem.safetensors"), name);
+        assert!(err <= 1e-4, "{name}: max rel err {err}");
+    }
+}
+
+fn write_tokens(path: &Path, shape: Vec<usize>, ids: &[i64]) {
+    let bytes: Vec<u8> = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = TensorView::new(Dtype::I64, shape, &bytes).expect("view");
+    let data = safetensors::serialize(vec![("tokens".to_string(), view)], None).expect("serialize");
+    std::fs::write(path, data).expect("write tokens");
+}
+
+fn expect_error(model: &Path, tokens: &Path, out: &Path, needle: &str) {
+    let args = [
+        "logits",
+        &model.to_string_lossy(),
+        "--tokens",
+        &tokens.to_string_lossy(),
+        "-o",
+        &out.to_string_lossy(),
+    ];
+    let o = switchhead(&args);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "expected failure for {needle}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(needle), "'{needle}' not in: {stderr}");
+    assert!(!out.exists(), "output written despite the error");
+}
+
+#[test]
+fn bad_inputs_give_one_clear_line_and_no_output() {
+    let dir = tmp("bad");
+    let model = root().join("testdata/models/rope");
+    let out = dir.join("out.safetensors");
+    let oov = dir.join("oov.safetensors");
+    write_tokens(&oov, vec![1, 3], &[1, 256, 2]);
+    expect_error(
+        &model,
+        &oov,
+        &out,
+        "token id 256 at batch 0, position 1 is outside the vocabulary 0..256",
+    );
+    let empty = dir.join("empty.safetensors");
+    write_tokens(&empty, vec![1, 0], &[]);
+    expect_error(&model, &empty, &out, "empty input");
+    expect_error(
+        &model,
+        &dir.join("missing.safetensors"),
+        &out,
+        "missing.safetensors",
+    );
+    let garbage = dir.join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a safetensors file").expect("write");
+    expect_error(&model, &garbage, &out, "not a valid safetensors file");
+    // Two chunks for a RoPE model: there is no memory to carry.
+    let chunks = root().join("testdata/models/xl/golden_mem.safetensors");
+    expect_error(&model, &chunks, &out, "only XL models take a memory");
+}
