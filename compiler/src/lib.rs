@@ -7,8 +7,11 @@
 pub mod config;
 pub mod error;
 pub mod import;
+pub mod ir;
 pub mod model;
 pub mod names;
+pub mod onnx;
+pub mod passes;
 pub mod reference;
 pub mod synth;
 pub mod tensor_io;

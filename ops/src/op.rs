@@ -1,0 +1,121 @@
+//! The closed op vocabulary of the IR: one variant per op, with its attributes.
+//!
+//! Inputs are listed per variant (order matters); weights are ordinary inputs that the IR
+//! binds to named weights. Shapes use B (batch), T (query length), Tk (key length), D.
+//! Each op's numerics are the reference function named in its doc.
+
+/// Positional encoding of an attention op.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PosEncoding {
+    /// Rotary embedding on `int(rotate_fraction * d_head)` channels ([`crate::rope`]).
+    Rope { rotate_fraction: f64, base: f64 },
+    /// Transformer-XL relative positions ([`crate::xl_pos`]); takes a `pos_to_pk` input.
+    Xl,
+}
+
+/// Which projections of the attention are mixtures of experts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttentionVariant {
+    /// SwitchHead: V and O are experts, routed by `sel_v` / `sel_o` (paper variant).
+    ExpertsVO,
+    /// E = 1: dense V and O, per-head sigmoid output gate `sel_o [H, D]`.
+    Gated,
+    /// Plain dense multi-head attention.
+    Dense,
+}
+
+/// Attributes of [`Op::MoEAttention`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MoeAttentionAttrs {
+    pub heads: usize,
+    /// Experts per head (1 for Gated and Dense).
+    pub experts: usize,
+    /// Active experts per head (1 for Gated and Dense).
+    pub k: usize,
+    pub d_head: usize,
+    pub pos: PosEncoding,
+    /// Always true for language models: query r sees keys up to `r + (Tk - T)`.
+    pub causal: bool,
+    pub variant: AttentionVariant,
+}
+
+/// Attributes of [`Op::SigmaMoe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SigmaMoeAttrs {
+    /// N_E.
+    pub experts: usize,
+    /// G.
+    pub expert_size: usize,
+    /// K_ff.
+    pub k: usize,
+}
+
+/// One op of the IR.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Inputs: tokens i64 `[B, T]`, table `[V, D]`. Output `[B, T, D]` ([`crate::embedding`]).
+    Embedding,
+    /// Inputs: x `[.., D]`, weight `[D]`, bias `[D]`. Output like x ([`crate::layer_norm`]).
+    LayerNorm { eps: f64 },
+    /// Inputs: x `[.., in]`, weight `[out, in]`, and bias `[out]` if `bias`. Output `[.., out]`.
+    Linear { bias: bool },
+    /// Inputs: a, b of equal shape. Output a + b.
+    Add,
+    /// Input x. Output max(x, 0).
+    Relu,
+    /// Input x. Output softmax over `axis`.
+    Softmax { axis: i64 },
+    /// Inputs: a `[B, M, D]`, b `[B, T, D]`. Output `[B, M+T, D]` (concatenation on axis 1).
+    ConcatSeq,
+    /// Inputs: x, w1 `[d_ff, D]`, b1, w2 `[D, d_ff]`, b2. Output like x ([`crate::ffn`]).
+    DenseFfn,
+    /// Inputs: xq `[B, T, D]`, xkv `[B, Tk, D]`, q `[H*dh, D]`, k `[H*dh, D]`, v, o, then by
+    /// variant: ExpertsVO `sel_v [H*E, D]`, `sel_o [H*E, D]`; Gated `sel_o [H, D]`; Dense none;
+    /// then `pos_to_pk [H*dh, D]` when pos is Xl. v/o are `[H*E, D, dh]`/`[H*E, dh, D]` for
+    /// ExpertsVO, `[H*dh, D]`/`[D, H*dh]` otherwise. Output `[B, T, D]`
+    /// ([`crate::moe_attention`]).
+    MoEAttention(MoeAttentionAttrs),
+    /// Inputs: x `[.., D]`, router `[N_E, D]`, keys `[N_E, D, G]`, values `[N_E, G, D]`.
+    /// Output like x ([`crate::sigma_moe`]).
+    SigmaMoe(SigmaMoeAttrs),
+}
+
+impl Op {
+    /// The op's name in the IR text form and in ONNX (`ai.switchhead` domain for ours).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Embedding => "Embedding",
+            Op::LayerNorm { .. } => "LayerNorm",
+            Op::Linear { .. } => "Linear",
+            Op::Add => "Add",
+            Op::Relu => "Relu",
+            Op::Softmax { .. } => "Softmax",
+            Op::ConcatSeq => "ConcatSeq",
+            Op::DenseFfn => "DenseFfn",
+            Op::MoEAttention(_) => "MoEAttention",
+            Op::SigmaMoe(_) => "SigmaMoE",
+        }
+    }
+
+    /// How many inputs the op takes.
+    pub fn arity(&self) -> usize {
+        match self {
+            Op::Relu | Op::Softmax { .. } => 1,
+            Op::Embedding | Op::Add | Op::ConcatSeq => 2,
+            Op::LayerNorm { .. } => 3,
+            Op::Linear { bias } => 2 + usize::from(*bias),
+            Op::DenseFfn => 5,
+            Op::SigmaMoe(_) => 4,
+            Op::MoEAttention(a) => moe_attention_arity(a),
+        }
+    }
+}
+
+fn moe_attention_arity(a: &MoeAttentionAttrs) -> usize {
+    let routers = match a.variant {
+        AttentionVariant::ExpertsVO => 2,
+        AttentionVariant::Gated => 1,
+        AttentionVariant::Dense => 0,
+    };
+    6 + routers + usize::from(a.pos == PosEncoding::Xl)
+}
