@@ -1,5 +1,6 @@
 //! Shared pieces of the `switchhead` command-line tools: one module per subcommand.
 
+pub mod compile;
 pub mod inspect;
 pub mod logits;
 pub mod model_arg;
@@ -10,8 +11,25 @@ pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error chain as one line, skipping causes whose text the line already holds (our error
+/// types print their sources inline).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }

@@ -1,6 +1,8 @@
-//! `switchhead-compile`: lowers a checkpoint to ONNX or a native plan (compiler issue).
+//! `switchhead-compile`: lowers a SwitchHead checkpoint to ONNX.
+
+use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    eprintln!("error: switchhead-compile: ONNX and plan emission are not implemented yet");
-    std::process::ExitCode::from(2)
+    let args = switchhead_cli::compile::Args::parse();
+    switchhead_cli::exit_code(switchhead_cli::compile::run(args))
 }

@@ -1,0 +1,128 @@
+//! `switchhead-compile MODEL -o OUT.onnx`: import, lower, optimize, emit.
+//!
+//! The output is written atomically (nothing is left behind on failure) and is byte-identical
+//! across runs. Stages are shown as a progress bar on stderr when it is a terminal.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use switchhead_compiler::import::parse_override;
+use switchhead_compiler::ir::lower;
+use switchhead_compiler::onnx::{EmitOptions, WeightDType, emit, write};
+use switchhead_compiler::passes::{PassManager, RunOptions};
+
+use crate::model_arg::ModelArg;
+
+/// Storage type of the emitted weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DtypeArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+/// Arguments of `switchhead-compile`.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "switchhead-compile",
+    version,
+    about = "Compile a SwitchHead checkpoint to ONNX"
+)]
+pub struct Args {
+    /// A .safetensors or .pth checkpoint, or a directory holding one (plus config.json).
+    #[arg(value_name = "MODEL", required_unless_present = "passes")]
+    pub model: Option<PathBuf>,
+    /// Override a config key (repeatable), as for `switchhead inspect`.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_override)]
+    pub set: Vec<(String, String)>,
+    /// Output file (`.onnx`).
+    #[arg(
+        short,
+        long,
+        value_name = "OUT.onnx",
+        required_unless_present = "passes"
+    )]
+    pub output: Option<PathBuf>,
+    /// Emit standard ONNX ops only (no `ai.switchhead` custom domain).
+    #[arg(long)]
+    pub decompose: bool,
+    /// Store weights as this type (compute stays f32).
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    pub dtype: DtypeArg,
+    /// Print the IR text form after this pass (to stdout).
+    #[arg(long, value_name = "PASS")]
+    pub print_after: Option<String>,
+    /// Run the pipeline only up to and including this pass.
+    #[arg(long, value_name = "PASS")]
+    pub stop_after: Option<String>,
+    /// List the pass pipeline and exit.
+    #[arg(long)]
+    pub passes: bool,
+}
+
+/// Runs `switchhead-compile`.
+pub fn run(args: Args) -> Result<()> {
+    let manager = PassManager::default();
+    if args.passes {
+        manager.names().iter().for_each(|n| println!("{n}"));
+        return Ok(());
+    }
+    let (Some(output), Some(path)) = (args.output.clone(), args.model.clone()) else {
+        bail!("usage: switchhead-compile MODEL -o OUT.onnx")
+    };
+    let bar = progress(5);
+    bar.set_message("loading checkpoint");
+    let model = ModelArg {
+        model: path,
+        set: args.set.clone(),
+    }
+    .load()?;
+    bar.inc(1);
+    bar.set_message("lowering");
+    let mut graph = lower(&model);
+    bar.inc(1);
+    bar.set_message("running passes");
+    let mut printer = |pass: &str, text: &str| println!("// after {pass}\n{text}");
+    let opts = RunOptions {
+        print_after: args.print_after.clone(),
+        stop_after: args.stop_after.clone(),
+        printer: Some(&mut printer),
+    };
+    manager.run(&mut graph, opts)?;
+    bar.inc(1);
+    bar.set_message("emitting ONNX");
+    let proto = emit(
+        &graph,
+        &model.weights,
+        &EmitOptions {
+            decompose: args.decompose,
+            dtype: dtype(args.dtype),
+        },
+    )?;
+    bar.inc(1);
+    bar.set_message(format!("writing {}", output.display()));
+    write(&proto, &output)?;
+    bar.finish_and_clear();
+    eprintln!("wrote {}", output.display());
+    Ok(())
+}
+
+fn dtype(d: DtypeArg) -> WeightDType {
+    match d {
+        DtypeArg::F32 => WeightDType::F32,
+        DtypeArg::F16 => WeightDType::F16,
+        DtypeArg::Bf16 => WeightDType::BF16,
+    }
+}
+
+/// A stage bar on stderr; indicatif draws nothing when stderr is not a terminal.
+fn progress(stages: u64) -> ProgressBar {
+    let bar = ProgressBar::new(stages);
+    let style = ProgressStyle::with_template("{spinner} [{bar:20}] {pos}/{len} {msg} ({elapsed})")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style.progress_chars("=> "));
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}

@@ -1,0 +1,56 @@
+//! Standard-op (opset 17) decompositions of every IR op, one file per op. No control flow
+//! (Loop/Scan/If); batch and sequence lengths stay symbolic. Tensors are `[B, T, ..]` rank 3
+//! where the op contract says `[.., D]` (the IR only produces rank-3 activations).
+
+mod add;
+mod common;
+mod concat_seq;
+mod dense_ffn;
+mod embedding;
+mod layer_norm;
+mod linear;
+mod moe_attention;
+mod positions;
+mod relu;
+mod router;
+mod sigma_moe;
+mod softmax;
+
+use switchhead_ops::op::Op;
+
+use super::builder::Builder;
+use super::emit::EmitError;
+
+/// Static facts a decomposition needs beyond the op's attributes.
+#[derive(Debug, Clone, Copy)]
+pub struct OpContext {
+    /// Model width D (the XL sinusoid needs it statically).
+    pub d_model: usize,
+}
+
+/// Appends the decomposition of `op` on `inputs` to `b`; returns the output value name.
+pub fn decompose(
+    b: &mut Builder,
+    op: &Op,
+    inputs: &[&str],
+    ctx: OpContext,
+) -> Result<String, EmitError> {
+    if inputs.len() != op.arity() {
+        return Err(EmitError::Unsupported {
+            op: op.name().into(),
+            reason: format!("{} inputs, the op takes {}", inputs.len(), op.arity()),
+        });
+    }
+    Ok(match op {
+        Op::Embedding => embedding::embedding(b, inputs),
+        Op::LayerNorm { eps } => layer_norm::layer_norm(b, inputs, *eps),
+        Op::Linear { bias } => linear::linear(b, inputs, *bias),
+        Op::Add => add::add(b, inputs),
+        Op::Relu => relu::relu(b, inputs),
+        Op::Softmax { axis } => softmax::softmax(b, inputs, *axis),
+        Op::ConcatSeq => concat_seq::concat_seq(b, inputs),
+        Op::DenseFfn => dense_ffn::dense_ffn(b, inputs),
+        Op::MoEAttention(a) => moe_attention::moe_attention(b, a, inputs, ctx)?,
+        Op::SigmaMoe(a) => sigma_moe::sigma_moe(b, a, inputs),
+    })
+}

@@ -1,0 +1,162 @@
+//! `MoEAttention` -> standard ops, in the dense-experts formulation.
+//!
+//! `q = (xq @ Wq^T) s`, `k = (xkv @ Wk^T) s`, `s = dh^-0.25`, split into heads `[B, H, L, dh]`.
+//! Values: ExpertsVO computes all E experts' values `[B, Tk, H, E, dh]` and sums them over E
+//! weighted by the dense gate of the value router (run on the key/value side); Gated/Dense use
+//! one projection. Positions: RoPE on q (positions Tk-T..Tk-1) and k (0..Tk-1), or the XL term
+//! added to the logits. Causal mask with -inf, Softmax, `R = P V`. Outputs: ExpertsVO weights
+//! `R[b,t,h]` by the dense output gate per expert and does one MatMul with Wo as
+//! `[H*E*dh, D]` (a sum over heads and experts); Gated scales each head by
+//! `sigmoid(xq @ So^T)`; Dense projects with Wo^T.
+
+use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding};
+use switchhead_ops::rope::Rope;
+
+use super::OpContext;
+use super::common::{bin, dim, matmul_t, reshape, transpose, unsqueeze};
+use super::positions::{Lengths, causal_hidden, rope, xl_term};
+use super::router::dense_gates;
+use crate::onnx::builder::{Builder, attr_i, tensor_f32};
+use crate::onnx::emit::EmitError;
+
+/// Inputs as [`switchhead_ops::op::Op::MoEAttention`] lists them.
+pub fn moe_attention(
+    b: &mut Builder,
+    a: &MoeAttentionAttrs,
+    i: &[&str],
+    ctx: OpContext,
+) -> Result<String, EmitError> {
+    let (h, dh) = (a.heads as i64, a.d_head as i64);
+    let (xq, xkv) = (i[0], i[1]);
+    let s = b.scalar_f32((a.d_head as f64).powf(-0.25) as f32);
+    let q = matmul_t(b, xq, i[2]);
+    let q = bin(b, "Mul", &q, &s);
+    let q = split_heads(b, &q, h, dh);
+    let k = matmul_t(b, xkv, i[3]);
+    let k = bin(b, "Mul", &k, &s);
+    let k = split_heads(b, &k, h, dh);
+    let len = lengths(b, xq, xkv);
+    let v = values(b, a, i, &len)?;
+    let (q, k, rel) = match a.pos {
+        PosEncoding::Rope {
+            rotate_fraction,
+            base,
+        } => {
+            let n_rot = Rope::new(a.d_head, rotate_fraction, base)
+                .map_err(|e| unsupported(e.to_string()))?
+                .n_rot();
+            let off = bin(b, "Sub", &len.tk, &len.t);
+            let qpos = b.op("Range", &[&off, &len.tk, &len.one], vec![]);
+            let kpos = b.op("Range", &[&len.zero, &len.tk, &len.one], vec![]);
+            let q = rope(b, &q, &qpos, n_rot, a.d_head, base);
+            let k = rope(b, &k, &kpos, n_rot, a.d_head, base);
+            (q, k, None)
+        }
+        PosEncoding::Xl => {
+            let wpk = *i
+                .last()
+                .ok_or_else(|| unsupported("no pos_to_pk input".into()))?;
+            if ctx.d_model == 0 || ctx.d_model % 2 != 0 {
+                let d = ctx.d_model;
+                return Err(unsupported(format!(
+                    "XL needs a known, even d_model, got {d}"
+                )));
+            }
+            let rel = xl_term(b, &q, wpk, &s, &len, (h, dh), ctx.d_model);
+            (q, k, Some(rel))
+        }
+    };
+    let kt = transpose(b, &k, &[0, 1, 3, 2]);
+    let mut logits = bin(b, "MatMul", &q, &kt);
+    if let Some(rel) = rel {
+        logits = bin(b, "Add", &logits, &rel);
+    }
+    if a.causal {
+        let hidden = causal_hidden(b, &len);
+        let neg = b.constant(tensor_f32(&[f32::NEG_INFINITY], &[]));
+        logits = b.op("Where", &[&hidden, &neg, &logits], vec![]);
+    }
+    let p = b.op("Softmax", &[&logits], vec![attr_i("axis", -1)]);
+    let r = bin(b, "MatMul", &p, &v);
+    let r = transpose(b, &r, &[0, 2, 1, 3]);
+    Ok(outputs(b, a, i, &r))
+}
+
+fn unsupported(reason: String) -> EmitError {
+    EmitError::Unsupported {
+        op: "MoEAttention".into(),
+        reason,
+    }
+}
+
+fn lengths(b: &mut Builder, xq: &str, xkv: &str) -> Lengths {
+    let t = dim(b, xq, 1);
+    let tk = dim(b, xkv, 1);
+    let zero = b.scalar_i64(0);
+    let one = b.scalar_i64(1);
+    Lengths { t, tk, zero, one }
+}
+
+/// `[B, L, H*dh]` -> `[B, H, L, dh]`.
+fn split_heads(b: &mut Builder, x: &str, h: i64, dh: i64) -> String {
+    let x = reshape(b, x, &[0, 0, h, dh]);
+    transpose(b, &x, &[0, 2, 1, 3])
+}
+
+/// Values `[B, H, Tk, dh]`.
+fn values(
+    b: &mut Builder,
+    a: &MoeAttentionAttrs,
+    i: &[&str],
+    _len: &Lengths,
+) -> Result<String, EmitError> {
+    let (h, e, dh) = (a.heads as i64, a.experts as i64, a.d_head as i64);
+    let xkv = i[1];
+    if a.variant != AttentionVariant::ExpertsVO {
+        let v = matmul_t(b, xkv, i[4]);
+        return Ok(split_heads(b, &v, h, dh));
+    }
+    let gate = dense_gates(b, xkv, i[6], h, e, a.k as i64);
+    let gate = unsqueeze(b, &gate, &[4]);
+    let w = transpose(b, i[4], &[1, 0, 2]);
+    let w = reshape(b, &w, &[0, h * e * dh]);
+    let all = bin(b, "MatMul", xkv, &w);
+    let all = reshape(b, &all, &[0, 0, h, e, dh]);
+    let weighted = bin(b, "Mul", &all, &gate);
+    let axes = b.ints(&[3]);
+    let v = b.op(
+        "ReduceSum",
+        &[&weighted, &axes],
+        vec![attr_i("keepdims", 0)],
+    );
+    Ok(transpose(b, &v, &[0, 2, 1, 3]))
+}
+
+/// Output projection of R `[B, T, H, dh]` -> `[B, T, D]`.
+fn outputs(b: &mut Builder, a: &MoeAttentionAttrs, i: &[&str], r: &str) -> String {
+    let (h, e, dh) = (a.heads as i64, a.experts as i64, a.d_head as i64);
+    let xq = i[0];
+    match a.variant {
+        AttentionVariant::ExpertsVO => {
+            let gate = dense_gates(b, xq, i[7], h, e, a.k as i64);
+            let gate = unsqueeze(b, &gate, &[4]);
+            let r = unsqueeze(b, r, &[3]);
+            let rw = bin(b, "Mul", &r, &gate);
+            let rw = reshape(b, &rw, &[0, 0, h * e * dh]);
+            let wo = reshape(b, i[5], &[h * e * dh, -1]);
+            bin(b, "MatMul", &rw, &wo)
+        }
+        AttentionVariant::Gated => {
+            let g = matmul_t(b, xq, i[6]);
+            let g = b.op("Sigmoid", &[&g], vec![]);
+            let g = unsqueeze(b, &g, &[3]);
+            let r = bin(b, "Mul", r, &g);
+            let r = reshape(b, &r, &[0, 0, h * dh]);
+            matmul_t(b, &r, i[5])
+        }
+        AttentionVariant::Dense => {
+            let r = reshape(b, r, &[0, 0, h * dh]);
+            matmul_t(b, &r, i[5])
+        }
+    }
+}

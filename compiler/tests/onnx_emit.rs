@@ -1,0 +1,277 @@
+//! ONNX emission: every testdata model in both forms, decoded back with prost, checked for
+//! structure (opsets, custom-domain nodes, functions, interface) and byte-identical reruns.
+//! Numerics are checked by `scripts/onnx_check.py` (ONNX Runtime against the golden logits).
+
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use switchhead_compiler::import::{LoadOptions, load_model};
+use switchhead_compiler::ir::lower;
+use switchhead_compiler::onnx::proto::{
+    ModelProto, ValueInfoProto, data_location, data_type, tensor_shape_proto::dimension::Value,
+    type_proto,
+};
+use switchhead_compiler::onnx::{
+    DOMAIN, EmitOptions, OPSET, WeightDType, emit, write, write_with_limit,
+};
+
+const MODELS: [&str; 5] = ["rope", "xl", "switchall", "dense", "gated"];
+
+fn model_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/models")
+        .join(name)
+}
+
+fn emit_bytes(name: &str, opts: EmitOptions) -> (Vec<u8>, switchhead_compiler::Model) {
+    let model = load_model(&model_dir(name), &LoadOptions::default()).expect("load");
+    let proto = emit(&lower(&model), &model.weights, &opts).expect("emit");
+    (proto.encode_to_vec(), model)
+}
+
+fn dims(v: &ValueInfoProto) -> (i32, Vec<String>) {
+    let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.clone())
+    else {
+        panic!("{} has no tensor type", v.name)
+    };
+    let shape = t.shape.expect("shape");
+    let dims = shape
+        .dim
+        .iter()
+        .map(|d| match d.value.as_ref().expect("dim") {
+            Value::DimValue(n) => n.to_string(),
+            Value::DimParam(p) => p.clone(),
+        });
+    (t.elem_type, dims.collect())
+}
+
+fn check_interface(m: &ModelProto, model: &switchhead_compiler::Model) {
+    let g = m.graph.as_ref().expect("graph");
+    let c = &model.config;
+    let xl = g.input.len() > 1;
+    assert_eq!(g.input[0].name, "tokens");
+    assert_eq!(
+        dims(&g.input[0]),
+        (data_type::INT64, vec!["batch".into(), "seq".into()])
+    );
+    assert_eq!(g.output[0].name, "logits");
+    assert_eq!(
+        dims(&g.output[0]),
+        (
+            data_type::FLOAT,
+            vec!["batch".into(), "seq".into(), c.vocab_size.to_string()]
+        )
+    );
+    let d = c.d_model.to_string();
+    if xl {
+        assert_eq!(g.input.len(), 1 + c.n_layers);
+        assert_eq!(g.output.len(), 1 + c.n_layers);
+        for i in 0..c.n_layers {
+            assert_eq!(g.input[1 + i].name, format!("memory.{i}"));
+            assert_eq!(
+                dims(&g.input[1 + i]),
+                (
+                    data_type::FLOAT,
+                    vec!["batch".into(), "mem_len".into(), d.clone()]
+                )
+            );
+            assert_eq!(g.output[1 + i].name, format!("memory_out.{i}"));
+            assert_eq!(
+                dims(&g.output[1 + i]),
+                (
+                    data_type::FLOAT,
+                    vec!["batch".into(), "seq".into(), d.clone()]
+                )
+            );
+        }
+    } else {
+        assert_eq!(g.output.len(), 1);
+    }
+    assert_eq!(g.initializer.len(), model.weights.len());
+}
+
+#[test]
+fn default_form_has_custom_nodes_and_functions() {
+    for name in MODELS {
+        let (bytes, model) = emit_bytes(name, EmitOptions::default());
+        let m = ModelProto::decode(bytes.as_slice()).expect("decode");
+        assert_eq!(m.ir_version, 8);
+        let opsets: Vec<(&str, i64)> = m
+            .opset_import
+            .iter()
+            .map(|o| (o.domain.as_str(), o.version))
+            .collect();
+        assert_eq!(opsets, vec![("", OPSET), (DOMAIN, 1)], "{name}");
+        let g = m.graph.as_ref().expect("graph");
+        let custom: Vec<&str> = g
+            .node
+            .iter()
+            .filter(|n| n.domain == DOMAIN)
+            .map(|n| n.op_type.as_str())
+            .collect();
+        let attn = custom.iter().filter(|&&o| o == "MoEAttention").count();
+        assert_eq!(
+            attn, model.config.n_layers,
+            "{name}: one MoEAttention per layer"
+        );
+        let sigma = custom.iter().filter(|&&o| o == "SigmaMoE").count();
+        let want_sigma = if name == "switchall" {
+            model.config.n_layers
+        } else {
+            0
+        };
+        assert_eq!(sigma, want_sigma, "{name}");
+        let mut fns: Vec<&str> = m.functions.iter().map(|f| f.name.as_str()).collect();
+        fns.sort();
+        let want: Vec<&str> = if want_sigma > 0 {
+            vec!["MoEAttention", "SigmaMoE"]
+        } else {
+            vec!["MoEAttention"]
+        };
+        assert_eq!(fns, want, "{name}");
+        for f in &m.functions {
+            assert_eq!(f.domain, DOMAIN);
+            assert_eq!(f.opset_import.len(), 1);
+            assert_eq!(
+                (f.opset_import[0].domain.as_str(), f.opset_import[0].version),
+                ("", OPSET)
+            );
+            assert!(
+                f.node.iter().all(|n| n.domain.is_empty()),
+                "{name}: function body is standard ops"
+            );
+            assert!(
+                f.node
+                    .iter()
+                    .all(|n| !["Loop", "Scan", "If"].contains(&n.op_type.as_str()))
+            );
+            let node = g.node.iter().find(|n| n.op_type == f.name).expect("a call");
+            assert_eq!(node.input.len(), f.input.len());
+            let names: Vec<&str> = node.attribute.iter().map(|a| a.name.as_str()).collect();
+            assert_eq!(
+                names,
+                f.attribute.iter().map(String::as_str).collect::<Vec<_>>()
+            );
+        }
+        check_interface(&m, &model);
+    }
+}
+
+#[test]
+fn decompose_form_is_standard_ops_only() {
+    for name in MODELS {
+        let opts = EmitOptions {
+            decompose: true,
+            ..Default::default()
+        };
+        let (bytes, model) = emit_bytes(name, opts);
+        let m = ModelProto::decode(bytes.as_slice()).expect("decode");
+        assert_eq!(m.opset_import.len(), 1);
+        assert_eq!(
+            (m.opset_import[0].domain.as_str(), m.opset_import[0].version),
+            ("", OPSET)
+        );
+        assert!(m.functions.is_empty());
+        let g = m.graph.as_ref().expect("graph");
+        assert!(g.node.iter().all(|n| n.domain.is_empty()), "{name}");
+        assert!(
+            g.node
+                .iter()
+                .all(|n| !["Loop", "Scan", "If"].contains(&n.op_type.as_str()))
+        );
+        check_interface(&m, &model);
+    }
+}
+
+#[test]
+fn emission_is_deterministic() {
+    for name in MODELS {
+        for decompose in [false, true] {
+            let opts = EmitOptions {
+                decompose,
+                ..Default::default()
+            };
+            let (a, _) = emit_bytes(name, opts);
+            let (b, _) = emit_bytes(name, opts);
+            assert!(a == b, "{name} decompose={decompose}: emissions differ");
+        }
+    }
+}
+
+#[test]
+fn half_weights_are_cast_to_f32() {
+    for (dtype, ty, suffix) in [
+        (WeightDType::F16, data_type::FLOAT16, "f16"),
+        (WeightDType::BF16, data_type::BFLOAT16, "bf16"),
+    ] {
+        let (bytes, model) = emit_bytes(
+            "gated",
+            EmitOptions {
+                decompose: false,
+                dtype,
+            },
+        );
+        let m = ModelProto::decode(bytes.as_slice()).expect("decode");
+        let g = m.graph.as_ref().expect("graph");
+        for t in &g.initializer {
+            assert_eq!(t.data_type, ty);
+            assert!(t.name.ends_with(suffix));
+            let n: i64 = t.dims.iter().product();
+            assert_eq!(t.raw_data.len() as i64, 2 * n);
+            let cast = g
+                .node
+                .iter()
+                .find(|n| n.input.first() == Some(&t.name))
+                .expect("cast");
+            assert_eq!(cast.op_type, "Cast");
+        }
+        assert_eq!(g.initializer.len(), model.weights.len());
+    }
+}
+
+#[test]
+fn write_inline_and_external() {
+    let model = load_model(&model_dir("xl"), &LoadOptions::default()).expect("load");
+    let proto = emit(&lower(&model), &model.weights, &EmitOptions::default()).expect("emit");
+    let dir = std::env::temp_dir().join(format!("onnx_emit_test_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let inline = dir.join("inline.onnx");
+    write(&proto, &inline).expect("write");
+    assert_eq!(std::fs::read(&inline).expect("read"), proto.encode_to_vec());
+    assert!(!dir.join("inline.onnx.data").exists());
+
+    let ext = dir.join("ext.onnx");
+    write_with_limit(&proto, &ext, 0).expect("write external");
+    let data = std::fs::read(dir.join("ext.onnx.data")).expect("data file");
+    let back = ModelProto::decode(std::fs::read(&ext).expect("read").as_slice()).expect("decode");
+    let orig = proto.graph.as_ref().expect("graph");
+    for (t, o) in back
+        .graph
+        .as_ref()
+        .expect("graph")
+        .initializer
+        .iter()
+        .zip(&orig.initializer)
+    {
+        if o.raw_data.len() < 1024 {
+            assert_eq!(t.raw_data, o.raw_data);
+            continue;
+        }
+        assert_eq!(t.data_location, data_location::EXTERNAL);
+        assert!(t.raw_data.is_empty());
+        let get = |k: &str| {
+            t.external_data
+                .iter()
+                .find(|e| e.key == k)
+                .map(|e| e.value.clone())
+                .expect(k)
+        };
+        assert_eq!(get("location"), "ext.onnx.data");
+        let (off, len): (usize, usize) = (
+            get("offset").parse().expect("offset"),
+            get("length").parse().expect("length"),
+        );
+        assert_eq!(&data[off..off + len], o.raw_data.as_slice());
+    }
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
