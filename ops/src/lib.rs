@@ -16,6 +16,7 @@ pub mod ffn;
 pub mod layer_norm;
 pub mod linear;
 pub mod moe_attention;
+pub mod op;
 pub mod rope;
 pub mod router;
 pub mod sigma_moe;
