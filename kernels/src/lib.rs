@@ -1,1 +1,21 @@
-//! switchhead-kernels: CPU kernels and CUDA kernel sources (runtime and CUDA issues).
+//! switchhead-kernels: fast CPU kernels for the SwitchHead ops.
+//!
+//! Each kernel computes exactly what its `switchhead_ops` reference computes (SPEC.md), over a
+//! whole batch of row-major f32 slices, with f32 accumulation. Mixtures of experts route
+//! first and then run only the selected experts: the (row, slot) pairs are grouped by expert
+//! and each expert does one gathered matrix product. The pairing tests
+//! (`tests/match_reference.rs`) check every kernel against the reference on random inputs.
+
+mod error;
+mod gemm;
+mod parallel;
+mod positions;
+
+pub mod attention;
+pub mod moe_attention;
+pub mod routing;
+pub mod sigma_moe;
+
+pub use error::KernelError;
+pub use moe_attention::{MoeAttentionWeights, moe_attention};
+pub use sigma_moe::{SigmaMoeWeights, sigma_moe};

@@ -1,1 +1,23 @@
-//! switchhead-runtime: the `Session` API and its backends (runtime issue).
+//! switchhead-runtime: load a compiled SwitchHead ONNX file and run it.
+//!
+//! [`Session::load`] reads the file, checks its interface (`tokens` in, `logits` out, and for
+//! Transformer-XL models `memory.{i}` in / `memory_out.{i}` out) and its custom domain
+//! (`ai.switchhead`, version 1), and hands it to a [`backend::Backend`]. The CPU backend is
+//! tract with our `MoEAttention` / `SigmaMoE` ops registered (kernels from
+//! `switchhead-kernels`); the model is typed with symbolic batch / seq / mem_len and
+//! optimised once at load. Errors are typed ([`RuntimeError`]); nothing here panics on input.
+
+mod error;
+mod info;
+mod options;
+mod session;
+mod tensors;
+
+pub mod backend;
+pub mod onnx;
+
+pub use error::RuntimeError;
+pub use info::ModelInfo;
+pub use options::{BackendKind, SessionOptions};
+pub use session::Session;
+pub use tensors::{Logits, TokenBatch, XlMemory};

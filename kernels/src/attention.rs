@@ -1,0 +1,91 @@
+//! Causal softmax attention of one head, blocked over queries.
+//!
+//! Query r (absolute position `offset + r`, `offset = Tk - T`) sees key c iff
+//! `c <= r + offset`: memory always visible, the current chunk causal. With XL position keys
+//! (row j = relative position `lo + j`) the logit gains `q_r . Kp(c - r - offset)`.
+//! Numerics as `switchhead_ops::attention`, with f32 accumulation.
+
+use crate::gemm::{Mat, gemm};
+
+/// Query rows per block: the logits of a block stay in cache.
+const BLOCK: usize = 64;
+
+/// Inputs of one head: strided `[T, dh]`, `[Tk, dh]`, `[Tk, dh]` views.
+#[derive(Clone, Copy)]
+pub(crate) struct Head<'a> {
+    pub q: Mat<'a>,
+    pub k: Mat<'a>,
+    pub v: Mat<'a>,
+    /// XL position keys `[P, dh]` and the relative position of row 0.
+    pub rel: Option<(Mat<'a>, i64)>,
+}
+
+/// Attention output `[T, dh]` of one head.
+pub(crate) fn causal_head(head: Head<'_>) -> Vec<f32> {
+    let (t, tk, dh) = (head.q.rows, head.k.rows, head.q.cols);
+    let offset = tk - t;
+    let mut out = vec![0f32; t * dh];
+    let mut logits = vec![0f32; BLOCK * tk];
+    let mut rel = vec![0f32; head.rel.map_or(0, |(kp, _)| BLOCK * kp.rows)];
+    for r0 in (0..t).step_by(BLOCK) {
+        let rows = BLOCK.min(t - r0);
+        let keys = (r0 + rows + offset).min(tk);
+        let q = head.q.row_range(r0, rows);
+        gemm(q, head.k.row_range(0, keys).t(), &mut logits, keys, 0.0);
+        if let Some((kp, lo)) = head.rel {
+            gemm(q, kp.t(), &mut rel, kp.rows, 0.0);
+            add_relative(&mut logits, &rel, kp.rows, keys, r0, rows, offset, lo);
+        }
+        for i in 0..rows {
+            softmax_prefix(&mut logits[i * keys..(i + 1) * keys], r0 + i + offset + 1);
+        }
+        let probs = Mat::rows(&logits, rows, keys);
+        gemm(
+            probs,
+            head.v.row_range(0, keys),
+            &mut out[r0 * dh..],
+            dh,
+            0.0,
+        );
+    }
+    out
+}
+
+/// `logits[i, c] += rel[i, (c - r - offset) - lo]` for the visible keys of each block row.
+#[allow(clippy::too_many_arguments)]
+fn add_relative(
+    logits: &mut [f32],
+    rel: &[f32],
+    width: usize,
+    keys: usize,
+    r0: usize,
+    rows: usize,
+    offset: usize,
+    lo: i64,
+) {
+    for i in 0..rows {
+        let r = (r0 + i) as i64;
+        let visible = (r0 + i + offset + 1).min(keys);
+        let row = &mut logits[i * keys..i * keys + visible];
+        let rel_row = &rel[i * width..(i + 1) * width];
+        for (c, l) in row.iter_mut().enumerate() {
+            let j = c as i64 - r - offset as i64 - lo;
+            *l += rel_row[j as usize];
+        }
+    }
+}
+
+/// Softmax over the first `visible` entries of `row`; the rest become 0.
+fn softmax_prefix(row: &mut [f32], visible: usize) {
+    let visible = visible.min(row.len());
+    let (live, masked) = row.split_at_mut(visible);
+    masked.iter_mut().for_each(|v| *v = 0.0);
+    let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for v in live.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    live.iter_mut().for_each(|v| *v *= inv);
+}

@@ -1,0 +1,383 @@
+//! `MoEAttention` over a batch: SwitchHead (experts on V and O), the E = 1 gated variant and
+//! dense attention, with RoPE or Transformer-XL positions (SPEC.md sections 1-2).
+//!
+//! Order of work: project q and k for all rows of the batch at once, route the value side,
+//! compute values expert by expert (gathered rows, one product per expert), rotate or build
+//! position keys, attend per (batch row, head) in parallel, route the output side and project
+//! expert by expert. Matches `switchhead_ops::moe_attention::moe_attention` row by row.
+
+use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding};
+
+use crate::KernelError;
+use crate::attention::{Head, causal_head};
+use crate::error::check_len;
+use crate::gemm::{Mat, gemm};
+use crate::parallel::par_map;
+use crate::positions::{RopeTable, xl_position_keys};
+use crate::routing::{ExpertGroups, Routing, expert_matmul, route};
+
+/// The weights of one attention layer, row-major, shapes as `Op::MoEAttention` documents.
+#[derive(Debug, Clone, Copy)]
+pub struct MoeAttentionWeights<'a> {
+    /// `[H*dh, D]`.
+    pub q: &'a [f32],
+    /// `[H*dh, D]`.
+    pub k: &'a [f32],
+    /// `[H*E, D, dh]` (experts) or `[H*dh, D]`.
+    pub v: &'a [f32],
+    /// `[H*E, dh, D]` (experts) or `[D, H*dh]`.
+    pub o: &'a [f32],
+    /// `[H*E, D]`, experts variant only.
+    pub sel_v: Option<&'a [f32]>,
+    /// `[H*E, D]` (experts) or `[H, D]` (gated).
+    pub sel_o: Option<&'a [f32]>,
+    /// `[H*dh, D]`, XL only.
+    pub pos_to_pk: Option<&'a [f32]>,
+}
+
+/// Sizes of one call: `xq` is `[batch, t, d]`, `xkv` is `[batch, tk, d]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    pub batch: usize,
+    pub t: usize,
+    pub tk: usize,
+    pub d: usize,
+}
+
+struct Ctx<'a> {
+    a: &'a MoeAttentionAttrs,
+    w: &'a MoeAttentionWeights<'a>,
+    dims: Dims,
+    hd: usize,
+    threads: usize,
+}
+
+/// Runs the layer on a batch; returns y `[batch, t, d]`.
+pub fn moe_attention(
+    attrs: &MoeAttentionAttrs,
+    w: &MoeAttentionWeights<'_>,
+    xq: &[f32],
+    xkv: &[f32],
+    dims: Dims,
+    threads: usize,
+) -> Result<Vec<f32>, KernelError> {
+    validate(attrs, w, xq, xkv, dims)?;
+    let cx = Ctx {
+        a: attrs,
+        w,
+        dims,
+        hd: attrs.heads * attrs.d_head,
+        threads: threads.max(1),
+    };
+    let scale = (attrs.d_head as f64).powf(-0.25);
+    let (bt, btk) = (dims.batch * dims.t, dims.batch * dims.tk);
+    let mut q = project(xq, bt, dims.d, w.q, cx.hd, scale);
+    let mut k = project(xkv, btk, dims.d, w.k, cx.hd, scale);
+    let v = values(&cx, xkv)?;
+    let rel = positions(&cx, &mut q, &mut k, scale)?;
+    let r = attend(
+        &cx,
+        &q,
+        &k,
+        &v,
+        rel.as_ref().map(|(kp, lo)| (kp.as_slice(), *lo)),
+    );
+    outputs(&cx, xq, r)
+}
+
+/// `(x @ w^T) * scale`: `[n, d] x [out, d] -> [n, out]`.
+fn project(x: &[f32], n: usize, d: usize, w: &[f32], out: usize, scale: f64) -> Vec<f32> {
+    let mut y = vec![0f32; n * out];
+    gemm(
+        Mat::rows(x, n, d),
+        Mat::rows(w, out, d).t(),
+        &mut y,
+        out,
+        0.0,
+    );
+    y.iter_mut().for_each(|v| *v = (*v as f64 * scale) as f32);
+    y
+}
+
+fn values(cx: &Ctx<'_>, xkv: &[f32]) -> Result<Vec<f32>, KernelError> {
+    let (a, d, dh) = (cx.a, cx.dims.d, cx.a.d_head);
+    let n = cx.dims.batch * cx.dims.tk;
+    let Some(sel_v) =
+        cx.w.sel_v
+            .filter(|_| a.variant == AttentionVariant::ExpertsVO)
+    else {
+        return Ok(project(xkv, n, d, cx.w.v, cx.hd, 1.0));
+    };
+    let routing = route(xkv, n, d, sel_v, a.heads, a.experts, a.k);
+    let groups = ExpertGroups::new(&routing, a.heads * a.experts);
+    let gather = |slot: usize, dst: &mut [f32]| {
+        let row = routing.row_of(slot);
+        dst.copy_from_slice(&xkv[row * d..(row + 1) * d]);
+    };
+    let products = expert_matmul(&groups, gather, cx.w.v, d, dh, cx.threads);
+    let mut v = vec![0f32; n * cx.hd];
+    scatter(
+        &groups,
+        &routing,
+        &products,
+        dh,
+        |slot| {
+            let col = routing.row_of(slot) * cx.hd + routing.group_of(slot) * dh;
+            col..col + dh
+        },
+        &mut v,
+    );
+    Ok(v)
+}
+
+/// `out[range(slot)] += gate[slot] * product row` for every routed slot.
+fn scatter(
+    groups: &ExpertGroups,
+    routing: &Routing,
+    products: &[Vec<f32>],
+    width: usize,
+    range: impl Fn(usize) -> std::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    for (e, prod) in products.iter().enumerate() {
+        for (&slot, row) in groups
+            .slots_of(e)
+            .iter()
+            .zip(prod.chunks_exact(width.max(1)))
+        {
+            let gate = routing.gate[slot];
+            out[range(slot)]
+                .iter_mut()
+                .zip(row)
+                .for_each(|(o, &p)| *o += gate * p);
+        }
+    }
+}
+
+/// Applies RoPE in place, or builds the XL position keys `(table, lo)`.
+fn positions(
+    cx: &Ctx<'_>,
+    q: &mut [f32],
+    k: &mut [f32],
+    scale: f64,
+) -> Result<Option<(Vec<f32>, i64)>, KernelError> {
+    let Dims { t, tk, d, .. } = cx.dims;
+    match cx.a.pos {
+        PosEncoding::Rope {
+            rotate_fraction,
+            base,
+        } => {
+            let table = RopeTable::new(cx.a.d_head, rotate_fraction, base, tk)?;
+            let offset = tk - t;
+            table.rotate_rows(q, cx.hd, cx.a.d_head, |r| offset + r % t.max(1));
+            table.rotate_rows(k, cx.hd, cx.a.d_head, |r| r % tk.max(1));
+            Ok(None)
+        }
+        PosEncoding::Xl => {
+            let w_pk = cx.w.pos_to_pk.unwrap_or_default();
+            let lo = -(tk as i64 - 1);
+            Ok(Some((xl_position_keys(w_pk, cx.hd, d, scale, lo, 0)?, lo)))
+        }
+    }
+}
+
+/// Attention of every (batch row, head), in parallel: R `[batch*t, H*dh]`.
+fn attend(cx: &Ctx<'_>, q: &[f32], k: &[f32], v: &[f32], rel: Option<(&[f32], i64)>) -> Vec<f32> {
+    let (h, dh, hd) = (cx.a.heads, cx.a.d_head, cx.hd);
+    let Dims { batch, t, tk, .. } = cx.dims;
+    let view = |data, rows, b: usize, head: usize| {
+        Mat {
+            data,
+            rows,
+            cols: dh,
+            rs: hd,
+            cs: 1,
+        }
+        .row_range(b * rows, rows)
+        .col_range(head * dh, dh)
+    };
+    let heads = par_map(cx.threads, batch * h, |i| {
+        let (b, head) = (i / h, i % h);
+        let rel = rel.map(|(kp, lo)| (view(kp, kp.len() / hd, 0, head), lo));
+        let inputs = Head {
+            q: view(q, t, b, head),
+            k: view(k, tk, b, head),
+            v: view(v, tk, b, head),
+            rel,
+        };
+        causal_head(inputs)
+    });
+    let mut r = vec![0f32; batch * t * hd];
+    for (i, out) in heads.iter().enumerate() {
+        let (b, head) = (i / h, i % h);
+        for (row, src) in out.chunks_exact(dh).enumerate() {
+            let at = (b * t + row) * hd + head * dh;
+            r[at..at + dh].copy_from_slice(src);
+        }
+    }
+    r
+}
+
+fn outputs(cx: &Ctx<'_>, xq: &[f32], mut r: Vec<f32>) -> Result<Vec<f32>, KernelError> {
+    let (a, d, dh, hd) = (cx.a, cx.dims.d, cx.a.d_head, cx.hd);
+    let n = cx.dims.batch * cx.dims.t;
+    let mut y = vec![0f32; n * d];
+    match (a.variant, cx.w.sel_o) {
+        (AttentionVariant::ExpertsVO, Some(sel_o)) => {
+            let routing = route(xq, n, d, sel_o, a.heads, a.experts, a.k);
+            let groups = ExpertGroups::new(&routing, a.heads * a.experts);
+            let gather = |slot: usize, dst: &mut [f32]| {
+                let at = routing.row_of(slot) * hd + routing.group_of(slot) * dh;
+                dst.copy_from_slice(&r[at..at + dh]);
+            };
+            let products = expert_matmul(&groups, gather, cx.w.o, dh, d, cx.threads);
+            scatter(
+                &groups,
+                &routing,
+                &products,
+                d,
+                |slot| {
+                    let row = routing.row_of(slot);
+                    row * d..(row + 1) * d
+                },
+                &mut y,
+            );
+        }
+        (AttentionVariant::Gated, Some(sel_o)) => {
+            gate_heads(xq, n, d, sel_o, a.heads, dh, &mut r);
+            gemm(
+                Mat::rows(&r, n, hd),
+                Mat::rows(cx.w.o, d, hd).t(),
+                &mut y,
+                d,
+                0.0,
+            );
+        }
+        _ => gemm(
+            Mat::rows(&r, n, hd),
+            Mat::rows(cx.w.o, d, hd).t(),
+            &mut y,
+            d,
+            0.0,
+        ),
+    }
+    Ok(y)
+}
+
+/// E = 1: `R_h *= sigmoid(float32(xq @ So^T))_h`.
+fn gate_heads(
+    xq: &[f32],
+    n: usize,
+    d: usize,
+    sel_o: &[f32],
+    heads: usize,
+    dh: usize,
+    r: &mut [f32],
+) {
+    let mut logits = vec![0f32; n * heads];
+    gemm(
+        Mat::rows(xq, n, d),
+        Mat::rows(sel_o, heads, d).t(),
+        &mut logits,
+        heads,
+        0.0,
+    );
+    for (row, gates) in r
+        .chunks_exact_mut(heads * dh)
+        .zip(logits.chunks_exact(heads))
+    {
+        for (head, &l) in row.chunks_exact_mut(dh).zip(gates) {
+            let g = switchhead_ops::sigmoid(l as f64);
+            head.iter_mut().for_each(|v| *v = (*v as f64 * g) as f32);
+        }
+    }
+}
+
+fn validate(
+    a: &MoeAttentionAttrs,
+    w: &MoeAttentionWeights<'_>,
+    xq: &[f32],
+    xkv: &[f32],
+    dims: Dims,
+) -> Result<(), KernelError> {
+    let Dims { batch, t, tk, d } = dims;
+    let (h, e, dh) = (a.heads, a.experts, a.d_head);
+    if h == 0 || dh == 0 || d == 0 {
+        return Err(KernelError::attr(
+            "MoEAttention",
+            "heads",
+            "heads, d_head and d_model must be > 0",
+        ));
+    }
+    if !a.causal {
+        return Err(KernelError::attr(
+            "MoEAttention",
+            "causal",
+            "only causal attention (causal = 1) is supported",
+        ));
+    }
+    if tk < t {
+        return Err(KernelError::Shape {
+            what: "MoEAttention xkv",
+            expected: format!("at least the {t} query rows"),
+            got: format!("{tk} rows"),
+        });
+    }
+    check_len("MoEAttention xq", xq, batch * t * d)?;
+    check_len("MoEAttention xkv", xkv, batch * tk * d)?;
+    check_len("MoEAttention q", w.q, h * dh * d)?;
+    check_len("MoEAttention k", w.k, h * dh * d)?;
+    check_variant(a, w, h, e, dh, d)?;
+    match (a.pos, w.pos_to_pk) {
+        (PosEncoding::Xl, Some(pk)) => check_len("MoEAttention pos_to_pk", pk, h * dh * d),
+        (PosEncoding::Xl, None) => Err(missing("pos_to_pk")),
+        _ => Ok(()),
+    }
+}
+
+fn check_variant(
+    a: &MoeAttentionAttrs,
+    w: &MoeAttentionWeights<'_>,
+    h: usize,
+    e: usize,
+    dh: usize,
+    d: usize,
+) -> Result<(), KernelError> {
+    match a.variant {
+        AttentionVariant::ExpertsVO => {
+            if e == 0 || a.k == 0 || a.k > e || e > 64 {
+                let reason = format!("need 1 <= k ({}) <= experts ({e}) <= 64", a.k);
+                return Err(KernelError::attr("MoEAttention", "k", reason));
+            }
+            check_len("MoEAttention v", w.v, h * e * d * dh)?;
+            check_len("MoEAttention o", w.o, h * e * dh * d)?;
+            check_len(
+                "MoEAttention sel_v",
+                w.sel_v.ok_or_else(|| missing("sel_v"))?,
+                h * e * d,
+            )?;
+            check_len(
+                "MoEAttention sel_o",
+                w.sel_o.ok_or_else(|| missing("sel_o"))?,
+                h * e * d,
+            )
+        }
+        AttentionVariant::Gated | AttentionVariant::Dense => {
+            check_len("MoEAttention v", w.v, h * dh * d)?;
+            check_len("MoEAttention o", w.o, d * h * dh)?;
+            match (a.variant, w.sel_o) {
+                (AttentionVariant::Gated, Some(s)) => check_len("MoEAttention sel_o", s, h * d),
+                (AttentionVariant::Gated, None) => Err(missing("sel_o")),
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+fn missing(what: &str) -> KernelError {
+    KernelError::Shape {
+        what: "MoEAttention inputs",
+        expected: format!("a {what} input for this variant"),
+        got: "none".into(),
+    }
+}

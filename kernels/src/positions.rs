@@ -1,0 +1,101 @@
+//! Positional encodings: a RoPE cos/sin table and the Transformer-XL position keys.
+//!
+//! Both reproduce `switchhead_ops::rope` / `switchhead_ops::xl_pos` exactly: the same f64
+//! angles and the same rounding points; only the position-key product accumulates in f32.
+
+use crate::KernelError;
+use crate::gemm::{Mat, gemm};
+
+/// cos/sin of `pos * inv_freq[i]` for positions `0..n`, `[n, n_rot/2]`.
+pub(crate) struct RopeTable {
+    half: usize,
+    cos: Vec<f64>,
+    sin: Vec<f64>,
+}
+
+impl RopeTable {
+    /// Table for `positions` positions; errors as the reference on an odd or empty n_rot.
+    pub fn new(
+        d_head: usize,
+        fraction: f64,
+        base: f64,
+        positions: usize,
+    ) -> Result<Self, KernelError> {
+        let rope = switchhead_ops::rope::Rope::new(d_head, fraction, base)
+            .map_err(|e| KernelError::attr("MoEAttention", "rotate_fraction", e.to_string()))?;
+        let n_rot = rope.n_rot();
+        let half = n_rot / 2;
+        let inv_freq: Vec<f64> = (0..half)
+            .map(|i| base.powf(-(2.0 * i as f64) / n_rot as f64))
+            .collect();
+        let mut cos = Vec::with_capacity(positions * half);
+        let mut sin = Vec::with_capacity(positions * half);
+        for p in 0..positions {
+            for &f in &inv_freq {
+                let (s, c) = (p as f64 * f).sin_cos();
+                sin.push(s);
+                cos.push(c);
+            }
+        }
+        Ok(RopeTable { half, cos, sin })
+    }
+
+    /// Rotates one head vector for position `pos` (the reference's half-split rotation).
+    pub fn apply(&self, x: &mut [f32], pos: usize) {
+        let h = self.half;
+        let (cos, sin) = (
+            &self.cos[pos * h..(pos + 1) * h],
+            &self.sin[pos * h..(pos + 1) * h],
+        );
+        for i in 0..h {
+            let (a, b) = (x[i] as f64, x[i + h] as f64);
+            x[i] = (a * cos[i] - b * sin[i]) as f32;
+            x[i + h] = (b * cos[i] + a * sin[i]) as f32;
+        }
+    }
+
+    /// Rotates every head of the `[rows, heads*dh]` matrix `x`; row r has position `pos(r)`.
+    pub fn rotate_rows(
+        &self,
+        x: &mut [f32],
+        width: usize,
+        dh: usize,
+        pos: impl Fn(usize) -> usize,
+    ) {
+        for (r, row) in x.chunks_exact_mut(width).enumerate() {
+            let p = pos(r);
+            row.chunks_exact_mut(dh)
+                .for_each(|head| self.apply(head, p));
+        }
+    }
+}
+
+/// Position keys `Kp(p) = (s * pe(p)) @ Wpk^T` for p in `lo..=hi`: `[hi-lo+1, H*dh]`.
+pub(crate) fn xl_position_keys(
+    w_pk: &[f32],
+    hd: usize,
+    d: usize,
+    scale: f64,
+    lo: i64,
+    hi: i64,
+) -> Result<Vec<f32>, KernelError> {
+    if d % 2 != 0 {
+        let reason = format!("the interleaved XL sinusoid needs an even d_model, got {d}");
+        return Err(KernelError::attr("MoEAttention", "pos", reason));
+    }
+    let n = usize::try_from(hi - lo + 1).unwrap_or(0);
+    let mut pe = Vec::with_capacity(n * d);
+    for p in lo..=hi {
+        let row = switchhead_ops::xl_pos::sinusoid(p, d);
+        pe.extend(row.iter().map(|&v| (v as f64 * scale) as f32));
+    }
+    let mut keys = vec![0f32; n * hd];
+    gemm(
+        Mat::rows(&pe, n, d),
+        Mat::rows(w_pk, hd, d).t(),
+        &mut keys,
+        hd,
+        0.0,
+    );
+    Ok(keys)
+}

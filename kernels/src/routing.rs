@@ -1,0 +1,171 @@
+//! The sigmoid top-k router and the grouping of routed (row, slot) pairs by expert.
+//!
+//! Numerics as `switchhead_ops::router`: `gate = sigmoid(float32(x @ sel^T))`, the top k of
+//! each group's E gates, raw gates (not renormalised), flat ids `g*E + e`. The logits are
+//! accumulated in f32 here (the reference uses f64 and rounds to f32), so a selection can
+//! differ from the reference only when two gates tie to within f32 rounding.
+
+use crate::gemm::{Mat, gemm};
+use crate::parallel::par_map;
+
+/// Routing decisions for `n` rows: `[n, groups, k]` flat expert ids and gates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routing {
+    /// Groups (heads) per row.
+    pub groups: usize,
+    /// Selected experts per group.
+    pub k: usize,
+    /// Flat expert ids, `[n, groups, k]`.
+    pub idx: Vec<u32>,
+    /// Gates of the selected experts, same layout.
+    pub gate: Vec<f32>,
+}
+
+impl Routing {
+    /// The row a slot index (`(row*groups + g)*k + j`) belongs to.
+    pub fn row_of(&self, slot: usize) -> usize {
+        slot / (self.groups * self.k)
+    }
+
+    /// The group (head) of a slot index.
+    pub fn group_of(&self, slot: usize) -> usize {
+        (slot / self.k) % self.groups
+    }
+}
+
+/// Routes the `n` rows of `x` (`[n, d]`) with `sel` (`[groups*experts, d]`), k per group.
+pub fn route(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    sel: &[f32],
+    groups: usize,
+    experts: usize,
+    k: usize,
+) -> Routing {
+    let width = groups * experts;
+    let mut logits = vec![0f32; n * width];
+    gemm(
+        Mat::rows(x, n, d),
+        Mat::rows(sel, width, d).t(),
+        &mut logits,
+        width,
+        0.0,
+    );
+    let mut routing = Routing {
+        groups,
+        k,
+        idx: Vec::with_capacity(n * groups * k),
+        gate: Vec::with_capacity(n * groups * k),
+    };
+    for row in logits.chunks_exact_mut(width.max(1)) {
+        row.iter_mut()
+            .for_each(|l| *l = switchhead_ops::sigmoid(*l as f64) as f32);
+        for g in 0..groups {
+            let base = g * experts;
+            select_top_k(&row[base..base + experts], k, |e| {
+                routing.idx.push((base + e) as u32);
+                routing.gate.push(row[base + e]);
+            });
+        }
+    }
+    routing
+}
+
+/// Calls `emit` with the indices of the k largest values, descending (ties: lower index).
+fn select_top_k(values: &[f32], k: usize, mut emit: impl FnMut(usize)) {
+    let mut taken = 0u64;
+    for _ in 0..k.min(values.len()) {
+        let mut best: Option<usize> = None;
+        for (i, v) in values.iter().enumerate() {
+            let free = i >= 64 || taken & (1 << i) == 0;
+            if free && best.is_none_or(|b| v.total_cmp(&values[b]).is_gt()) {
+                best = Some(i);
+            }
+        }
+        let Some(b) = best else { return };
+        if b < 64 {
+            taken |= 1 << b;
+        }
+        emit(b);
+    }
+}
+
+/// The slots of a routing grouped by expert: `slots[offsets[e]..offsets[e+1]]` are expert e's.
+#[derive(Debug, Clone)]
+pub struct ExpertGroups {
+    /// `n_experts + 1` offsets into `slots`.
+    pub offsets: Vec<usize>,
+    /// Slot indices (`(row*groups + g)*k + j`), ascending within each expert.
+    pub slots: Vec<usize>,
+}
+
+impl ExpertGroups {
+    /// Counting sort of the slots of `routing` by expert id.
+    pub fn new(routing: &Routing, n_experts: usize) -> Self {
+        let mut offsets = vec![0usize; n_experts + 1];
+        for &e in &routing.idx {
+            offsets[e as usize + 1] += 1;
+        }
+        for e in 0..n_experts {
+            offsets[e + 1] += offsets[e];
+        }
+        let mut next = offsets.clone();
+        let mut slots = vec![0usize; routing.idx.len()];
+        for (slot, &e) in routing.idx.iter().enumerate() {
+            slots[next[e as usize]] = slot;
+            next[e as usize] += 1;
+        }
+        ExpertGroups { offsets, slots }
+    }
+
+    /// Expert e's slots.
+    pub fn slots_of(&self, e: usize) -> &[usize] {
+        &self.slots[self.offsets[e]..self.offsets[e + 1]]
+    }
+
+    /// Number of experts.
+    pub fn experts(&self) -> usize {
+        self.offsets.len() - 1
+    }
+}
+
+/// For every expert e: gathers the input row of each of its slots (`gather(slot, dst)` fills
+/// `in_dim` values), multiplies the `[n_e, in_dim]` block by `weights[e]` (`[in_dim, out_dim]`)
+/// and returns the `[n_e, out_dim]` product. Experts run in parallel on `threads` threads.
+pub fn expert_matmul(
+    groups: &ExpertGroups,
+    gather: impl Fn(usize, &mut [f32]) + Sync,
+    weights: &[f32],
+    in_dim: usize,
+    out_dim: usize,
+    threads: usize,
+) -> Vec<Vec<f32>> {
+    par_map(threads, groups.experts(), |e| {
+        let slots = groups.slots_of(e);
+        let block = gather_block(slots, &gather, in_dim);
+        let w = &weights[e * in_dim * out_dim..(e + 1) * in_dim * out_dim];
+        let mut out = vec![0f32; slots.len() * out_dim];
+        gemm(
+            Mat::rows(&block, slots.len(), in_dim),
+            Mat::rows(w, in_dim, out_dim),
+            &mut out,
+            out_dim,
+            0.0,
+        );
+        out
+    })
+}
+
+/// The `[slots.len(), dim]` block of gathered input rows.
+pub(crate) fn gather_block(
+    slots: &[usize],
+    gather: &(impl Fn(usize, &mut [f32]) + Sync),
+    dim: usize,
+) -> Vec<f32> {
+    let mut block = vec![0f32; slots.len() * dim];
+    for (dst, &slot) in block.chunks_exact_mut(dim.max(1)).zip(slots) {
+        gather(slot, dst);
+    }
+    block
+}

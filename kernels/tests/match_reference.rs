@@ -1,0 +1,339 @@
+//! Pairing tests: every kernel against its `switchhead_ops` reference on random inputs.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use switchhead_kernels::moe_attention::Dims;
+use switchhead_kernels::{
+    KernelError, MoeAttentionWeights, SigmaMoeWeights, moe_attention, sigma_moe,
+};
+use switchhead_ops::Tensor;
+use switchhead_ops::moe_attention::{AttentionLayer, Positions, ValueOutput};
+use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding};
+use switchhead_ops::rope::Rope;
+
+fn random(rng: &mut ChaCha8Rng, shape: &[usize], scale: f32) -> Tensor {
+    let n = shape.iter().product();
+    let data = (0..n).map(|_| rng.random_range(-scale..scale)).collect();
+    Tensor::new(shape.to_vec(), data).expect("shape")
+}
+
+/// `|a - b| <= tol * max|b|` element-wise (relative to the output's scale).
+fn assert_close(got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol * scale,
+            "element {i}: got {g}, want {w} (scale {scale})"
+        );
+    }
+}
+
+struct Case {
+    variant: AttentionVariant,
+    pos: PosEncoding,
+    heads: usize,
+    experts: usize,
+    k: usize,
+    dh: usize,
+    d: usize,
+}
+
+struct Weights {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    o: Tensor,
+    sel_v: Option<Tensor>,
+    sel_o: Option<Tensor>,
+    pk: Option<Tensor>,
+}
+
+fn weights(c: &Case, rng: &mut ChaCha8Rng) -> Weights {
+    let (h, e, dh, d) = (c.heads, c.experts, c.dh, c.d);
+    let s = 1.0 / (d as f32).sqrt();
+    let experts = c.variant == AttentionVariant::ExpertsVO;
+    Weights {
+        q: random(rng, &[h * dh, d], s),
+        k: random(rng, &[h * dh, d], s),
+        v: if experts {
+            random(rng, &[h * e, d, dh], s)
+        } else {
+            random(rng, &[h * dh, d], s)
+        },
+        o: if experts {
+            random(rng, &[h * e, dh, d], s)
+        } else {
+            random(rng, &[d, h * dh], s)
+        },
+        sel_v: experts.then(|| random(rng, &[h * e, d], s)),
+        sel_o: match c.variant {
+            AttentionVariant::ExpertsVO => Some(random(rng, &[h * e, d], s)),
+            AttentionVariant::Gated => Some(random(rng, &[h, d], s)),
+            AttentionVariant::Dense => None,
+        },
+        pk: (c.pos == PosEncoding::Xl).then(|| random(rng, &[h * dh, d], s)),
+    }
+}
+
+fn reference(c: &Case, w: &Weights, xq: &Tensor, xkv: &Tensor, rope: Option<&Rope>) -> Vec<f32> {
+    let value_output = match c.variant {
+        AttentionVariant::ExpertsVO => ValueOutput::Experts {
+            v: &w.v,
+            o: &w.o,
+            sel_v: w.sel_v.as_ref().expect("sel_v"),
+            sel_o: w.sel_o.as_ref().expect("sel_o"),
+            k: c.k,
+        },
+        AttentionVariant::Gated => ValueOutput::Gated {
+            v: &w.v,
+            o: &w.o,
+            sel_o: w.sel_o.as_ref().expect("sel_o"),
+        },
+        AttentionVariant::Dense => ValueOutput::Dense { v: &w.v, o: &w.o },
+    };
+    let positions = match rope {
+        Some(r) => Positions::Rope(r),
+        None => Positions::Xl {
+            pos_to_pk: w.pk.as_ref().expect("pk"),
+        },
+    };
+    let layer = AttentionLayer {
+        heads: c.heads,
+        d_head: c.dh,
+        q: &w.q,
+        k: &w.k,
+        value_output,
+        positions,
+    };
+    switchhead_ops::moe_attention::moe_attention(&layer, xq, xkv)
+        .expect("reference")
+        .y
+        .into_data()
+}
+
+fn run_case(c: Case, batch: usize, t: usize, mem: usize, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let w = weights(&c, &mut rng);
+    let tk = t + mem;
+    let xkv = random(&mut rng, &[batch, tk, c.d], 1.0);
+    // Self-attention with memory: the queries are the last t rows of xkv.
+    let xq: Vec<f32> = (0..batch)
+        .flat_map(|b| xkv.data()[(b * tk + mem) * c.d..(b + 1) * tk * c.d].to_vec())
+        .collect();
+    let attrs = MoeAttentionAttrs {
+        heads: c.heads,
+        experts: c.experts,
+        k: c.k,
+        d_head: c.dh,
+        pos: c.pos,
+        causal: true,
+        variant: c.variant,
+    };
+    let kw = MoeAttentionWeights {
+        q: w.q.data(),
+        k: w.k.data(),
+        v: w.v.data(),
+        o: w.o.data(),
+        sel_v: w.sel_v.as_ref().map(Tensor::data),
+        sel_o: w.sel_o.as_ref().map(Tensor::data),
+        pos_to_pk: w.pk.as_ref().map(Tensor::data),
+    };
+    let dims = Dims {
+        batch,
+        t,
+        tk,
+        d: c.d,
+    };
+    let got = moe_attention(&attrs, &kw, &xq, xkv.data(), dims, 3).expect("kernel");
+    let rope = match c.pos {
+        PosEncoding::Rope {
+            rotate_fraction,
+            base,
+        } => Some(Rope::new(c.dh, rotate_fraction, base).expect("rope")),
+        PosEncoding::Xl => None,
+    };
+    let mut want = Vec::new();
+    for b in 0..batch {
+        let xq_b =
+            Tensor::new(vec![t, c.d], xq[b * t * c.d..(b + 1) * t * c.d].to_vec()).expect("xq");
+        let xkv_b = Tensor::new(
+            vec![tk, c.d],
+            xkv.data()[b * tk * c.d..(b + 1) * tk * c.d].to_vec(),
+        )
+        .expect("xkv");
+        want.extend(reference(&c, &w, &xq_b, &xkv_b, rope.as_ref()));
+    }
+    assert_close(&got, &want, 1e-5);
+}
+
+const ROPE: PosEncoding = PosEncoding::Rope {
+    rotate_fraction: 0.5,
+    base: 10000.0,
+};
+
+fn case(variant: AttentionVariant, pos: PosEncoding) -> Case {
+    let (experts, k) = if variant == AttentionVariant::ExpertsVO {
+        (4, 2)
+    } else {
+        (1, 1)
+    };
+    Case {
+        variant,
+        pos,
+        heads: 3,
+        experts,
+        k,
+        dh: 16,
+        d: 24,
+    }
+}
+
+#[test]
+fn experts_rope_matches_reference() {
+    run_case(case(AttentionVariant::ExpertsVO, ROPE), 2, 70, 0, 1);
+}
+
+#[test]
+fn experts_rope_with_cache_offset_matches_reference() {
+    run_case(case(AttentionVariant::ExpertsVO, ROPE), 2, 9, 13, 2);
+}
+
+#[test]
+fn experts_xl_with_memory_matches_reference() {
+    run_case(
+        case(AttentionVariant::ExpertsVO, PosEncoding::Xl),
+        2,
+        67,
+        20,
+        3,
+    );
+}
+
+#[test]
+fn experts_xl_without_memory_matches_reference() {
+    run_case(
+        case(AttentionVariant::ExpertsVO, PosEncoding::Xl),
+        1,
+        11,
+        0,
+        4,
+    );
+}
+
+#[test]
+fn gated_rope_matches_reference() {
+    run_case(case(AttentionVariant::Gated, ROPE), 2, 17, 0, 5);
+}
+
+#[test]
+fn gated_xl_matches_reference() {
+    run_case(case(AttentionVariant::Gated, PosEncoding::Xl), 2, 17, 5, 6);
+}
+
+#[test]
+fn dense_rope_matches_reference() {
+    run_case(case(AttentionVariant::Dense, ROPE), 3, 130, 0, 7);
+}
+
+#[test]
+fn dense_xl_matches_reference() {
+    run_case(case(AttentionVariant::Dense, PosEncoding::Xl), 1, 33, 31, 8);
+}
+
+#[test]
+fn odd_rotated_channels_are_rejected() {
+    let mut c = case(
+        AttentionVariant::Dense,
+        PosEncoding::Rope {
+            rotate_fraction: 0.3,
+            base: 10000.0,
+        },
+    );
+    c.dh = 10;
+    let attrs = MoeAttentionAttrs {
+        heads: c.heads,
+        experts: 1,
+        k: 1,
+        d_head: c.dh,
+        pos: c.pos,
+        causal: true,
+        variant: c.variant,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let w = weights(&c, &mut rng);
+    let kw = MoeAttentionWeights {
+        q: w.q.data(),
+        k: w.k.data(),
+        v: w.v.data(),
+        o: w.o.data(),
+        sel_v: None,
+        sel_o: None,
+        pos_to_pk: None,
+    };
+    let x = vec![0f32; 2 * c.d];
+    let err = moe_attention(
+        &attrs,
+        &kw,
+        &x,
+        &x,
+        Dims {
+            batch: 1,
+            t: 2,
+            tk: 2,
+            d: c.d,
+        },
+        1,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KernelError::Attribute {
+                attr: "rotate_fraction",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigma_moe_matches_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let (n_e, d, g, k, rows) = (8, 24, 12, 3, 57);
+    let s = 1.0 / (d as f32).sqrt();
+    let x = random(&mut rng, &[rows, d], 1.0);
+    let router = random(&mut rng, &[n_e, d], s);
+    let keys = random(&mut rng, &[n_e, d, g], s);
+    let values = random(&mut rng, &[n_e, g, d], s);
+    let w = SigmaMoeWeights {
+        router: router.data(),
+        keys: keys.data(),
+        values: values.data(),
+        experts: n_e,
+        expert_size: g,
+        k,
+    };
+    let got = sigma_moe(&w, x.data(), rows, d, 2).expect("kernel");
+    let (want, _) =
+        switchhead_ops::sigma_moe::sigma_moe(&x, &router, &keys, &values, k).expect("reference");
+    assert_close(&got, want.data(), 1e-5);
+}
+
+#[test]
+fn sigma_moe_rejects_bad_k() {
+    let w = SigmaMoeWeights {
+        router: &[0.0; 4],
+        keys: &[0.0; 4],
+        values: &[0.0; 4],
+        experts: 2,
+        expert_size: 1,
+        k: 3,
+    };
+    let err = sigma_moe(&w, &[0.0; 4], 2, 2, 1).unwrap_err();
+    assert!(
+        matches!(err, KernelError::Attribute { op: "SigmaMoE", .. }),
+        "{err}"
+    );
+}

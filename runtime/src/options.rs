@@ -1,0 +1,31 @@
+//! How a session is set up.
+
+/// Which backend runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    /// The best available: CUDA when present and built, else the CPU.
+    #[default]
+    Auto,
+    /// tract on the CPU.
+    Cpu,
+    /// CUDA (not built yet: loading returns [`crate::RuntimeError::BackendUnavailable`]).
+    Cuda,
+}
+
+/// Options of [`crate::Session::load`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// Worker threads for matrix products and our kernels; `None`: the available cores.
+    pub threads: Option<usize>,
+    /// The backend.
+    pub backend: BackendKind,
+}
+
+impl SessionOptions {
+    /// The thread count to use (at least 1).
+    pub fn resolved_threads(&self) -> usize {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+}

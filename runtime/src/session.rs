@@ -1,0 +1,202 @@
+//! `Session`: one loaded model and the checks around every run.
+
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use tract_onnx::pb;
+
+use crate::backend::{Backend, CpuBackend, CudaBackend};
+use crate::info::{MEMORY, ModelInfo, read_info};
+use crate::{BackendKind, Logits, RuntimeError, SessionOptions, TokenBatch, XlMemory};
+
+/// A compiled SwitchHead model ready to run.
+#[derive(Debug)]
+pub struct Session {
+    backend: Box<dyn Backend>,
+    info: ModelInfo,
+    path: PathBuf,
+}
+
+impl Session {
+    /// Loads the ONNX file at `path` (external data beside it) for `options.backend`.
+    pub fn load(path: impl AsRef<Path>, options: SessionOptions) -> Result<Session, RuntimeError> {
+        let path = path.as_ref().to_path_buf();
+        if options.backend == BackendKind::Cuda {
+            return Err(CudaBackend::unavailable());
+        }
+        let bytes = std::fs::read(&path).map_err(|source| RuntimeError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let proto = decode(&bytes, &path)?;
+        crate::onnx::check_model(&proto, &crate::onnx::switchhead_onnx())?;
+        let dir = path
+            .parent()
+            .and_then(Path::to_str)
+            .filter(|d| !d.is_empty())
+            .unwrap_or(".");
+        let graph = proto
+            .graph
+            .as_ref()
+            .ok_or_else(|| not_onnx(&path, "no graph"))?;
+        let memory_d = crate::info::input_last_dim(graph, &format!("{MEMORY}0"));
+        let backend = CpuBackend::prepare(&proto, Some(dir), memory_d, options.resolved_threads())?;
+        let vocab = backend
+            .vocab_size()
+            .ok_or_else(|| RuntimeError::Interface {
+                reason: "the logits output has no known vocabulary size".into(),
+            })?;
+        let info = read_info(graph, vocab)?;
+        Ok(Session {
+            backend: Box::new(backend),
+            info,
+            path,
+        })
+    }
+
+    /// Logits for a batch. XL models run with empty memory.
+    pub fn logits(&self, tokens: &TokenBatch) -> Result<Logits, RuntimeError> {
+        self.check_tokens(tokens)?;
+        let empty = XlMemory::empty(tokens.batch, self.info.d_model, self.info.memory_layers);
+        let memory = self.info.is_xl().then_some(&empty);
+        let out = self.backend.run(tokens, memory)?;
+        self.logits_of(tokens, out.logits)
+    }
+
+    /// One chunk of an XL model: logits, and the memory for the next chunk (this chunk's
+    /// layer inputs). `None` starts with empty memory.
+    pub fn forward_chunk(
+        &self,
+        tokens: &TokenBatch,
+        memory: Option<&XlMemory>,
+    ) -> Result<(Logits, XlMemory), RuntimeError> {
+        if !self.info.is_xl() {
+            return Err(RuntimeError::NotXl(format!(
+                "{} is not an XL model: use logits()",
+                self.path.display()
+            )));
+        }
+        self.check_tokens(tokens)?;
+        let empty = XlMemory::empty(tokens.batch, self.info.d_model, self.info.memory_layers);
+        let memory = memory.unwrap_or(&empty);
+        self.check_memory(tokens, memory)?;
+        let out = self.backend.run(tokens, Some(memory))?;
+        let next = XlMemory {
+            batch: tokens.batch,
+            mem_len: tokens.seq,
+            d_model: self.info.d_model,
+            layers: out.memory,
+        };
+        Ok((self.logits_of(tokens, out.logits)?, next))
+    }
+
+    /// Vocabulary size V.
+    pub fn vocab_size(&self) -> usize {
+        self.info.vocab_size
+    }
+
+    /// Number of layers.
+    pub fn n_layers(&self) -> usize {
+        self.info.n_layers
+    }
+
+    /// Model width D.
+    pub fn d_model(&self) -> usize {
+        self.info.d_model
+    }
+
+    /// True for Transformer-XL models (they take and return memory).
+    pub fn is_xl(&self) -> bool {
+        self.info.is_xl()
+    }
+
+    /// All shape facts at once.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The backend running the model.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    fn check_tokens(&self, tokens: &TokenBatch) -> Result<(), RuntimeError> {
+        if tokens.batch == 0 || tokens.seq == 0 {
+            return Err(RuntimeError::EmptyInput {
+                batch: tokens.batch,
+                seq: tokens.seq,
+            });
+        }
+        tokens.check_len()?;
+        let vocab = self.info.vocab_size;
+        match tokens
+            .tokens
+            .iter()
+            .position(|&t| t < 0 || t as u64 >= vocab as u64)
+        {
+            Some(i) => Err(RuntimeError::TokenOutOfRange {
+                token: tokens.tokens[i],
+                batch: i / tokens.seq,
+                position: i % tokens.seq,
+                vocab,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn check_memory(&self, tokens: &TokenBatch, m: &XlMemory) -> Result<(), RuntimeError> {
+        let (layers, d) = (self.info.memory_layers, self.info.d_model);
+        let per_layer = m.batch * m.mem_len * m.d_model;
+        let ok = m.batch == tokens.batch
+            && m.d_model == d
+            && m.layers.len() == layers
+            && m.layers.iter().all(|l| l.len() == per_layer);
+        if ok {
+            return Ok(());
+        }
+        Err(RuntimeError::ShapeMismatch {
+            tensor: "XL memory".into(),
+            expected: format!("{layers} layers of [{}, mem_len, {d}]", tokens.batch),
+            got: format!(
+                "{} layers of [{}, {}, {}] with sizes {:?}",
+                m.layers.len(),
+                m.batch,
+                m.mem_len,
+                m.d_model,
+                m.layers.iter().map(Vec::len).collect::<Vec<_>>()
+            ),
+        })
+    }
+
+    fn logits_of(&self, tokens: &TokenBatch, data: Vec<f32>) -> Result<Logits, RuntimeError> {
+        let vocab = self.info.vocab_size;
+        if data.len() != tokens.batch * tokens.seq * vocab {
+            return Err(RuntimeError::ShapeMismatch {
+                tensor: "logits".into(),
+                expected: format!("[{}, {}, {vocab}]", tokens.batch, tokens.seq),
+                got: format!("{} values", data.len()),
+            });
+        }
+        Ok(Logits {
+            batch: tokens.batch,
+            seq: tokens.seq,
+            vocab,
+            data,
+        })
+    }
+}
+
+fn decode(bytes: &[u8], path: &Path) -> Result<pb::ModelProto, RuntimeError> {
+    let proto = pb::ModelProto::decode(bytes).map_err(|e| not_onnx(path, &e.to_string()))?;
+    if proto.graph.is_none() || proto.opset_import.is_empty() {
+        return Err(not_onnx(path, "no graph or no opset_import"));
+    }
+    Ok(proto)
+}
+
+fn not_onnx(path: &Path, reason: &str) -> RuntimeError {
+    RuntimeError::NotOnnx {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
