@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use switchhead_compiler::config::PosEncodingKind;
 use switchhead_compiler::import::parse_override;
 use switchhead_compiler::ir::lower;
 use switchhead_compiler::onnx::{EmitOptions, WeightDType, emit, write};
@@ -48,6 +49,10 @@ pub struct Args {
     /// Emit standard ONNX ops only (no `ai.switchhead` custom domain).
     #[arg(long)]
     pub decompose: bool,
+    /// KV-cache interface for incremental decoding (RoPE models only): per layer i,
+    /// `past_key_values.{i}.key/value` inputs and `present.{i}.key/value` outputs.
+    #[arg(long)]
+    pub kv_cache: bool,
     /// Store weights as this type (compute stays f32).
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     pub dtype: DtypeArg,
@@ -79,6 +84,12 @@ pub fn run(args: Args) -> Result<()> {
         set: args.set.clone(),
     }
     .load()?;
+    if args.kv_cache && model.config.pos_encoding == PosEncodingKind::Xl {
+        bar.finish_and_clear();
+        bail!(
+            "--kv-cache needs a RoPE model: Transformer-XL models carry their state in the memory.{{i}} inputs instead"
+        );
+    }
     bar.inc(1);
     bar.set_message("lowering");
     let mut graph = lower(&model);
@@ -99,11 +110,13 @@ pub fn run(args: Args) -> Result<()> {
         &EmitOptions {
             decompose: args.decompose,
             dtype: dtype(args.dtype),
+            kv_cache: args.kv_cache,
+            chunk_size: model.config.chunk_size,
         },
     )?;
     bar.inc(1);
     bar.set_message(format!("writing {}", output.display()));
-    write(&proto, &output)?;
+    write(proto, &output)?;
     bar.finish_and_clear();
     eprintln!("wrote {}", output.display());
     Ok(())

@@ -1,7 +1,9 @@
 //! Stock ONNX Runtime on the files `switchhead-compile` writes: for every testdata model, both
 //! the default (`ai.switchhead` nodes with function bodies) and the `--decompose` file pass
 //! `onnx.checker.check_model(full_check=True)` and match the golden logits (max relative error
-//! 1e-4), XL memory over two chunks included. Runs `scripts/onnx_check.py` with the Python
+//! 1e-4), XL memory over two chunks included; the RoPE models' `--kv-cache` files (both forms)
+//! also match with an empty past and under incremental decoding (prefill 20 tokens, then one at
+//! a time, present fed back as past). Runs `scripts/onnx_check.py` with the Python
 //! named by `SWITCHHEAD_PYTHON` (scripts/test.sh sets it up); without it the test is skipped
 //! with a printed reason, except under CI, where that is a failure.
 
@@ -9,12 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const MODELS: [&str; 5] = ["rope", "xl", "switchall", "dense", "gated"];
+const ROPE_MODELS: [&str; 3] = ["rope", "dense", "gated"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn compile(model: &str, out: &Path, decompose: bool) {
+fn compile_cmd(model: &str, out: &Path, decompose: bool, kv_cache: bool) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchhead-compile"));
     cmd.arg(root().join("testdata/models").join(model))
         .arg("-o")
@@ -22,7 +25,16 @@ fn compile(model: &str, out: &Path, decompose: bool) {
     if decompose {
         cmd.arg("--decompose");
     }
-    let o = cmd.output().expect("run switchhead-compile");
+    if kv_cache {
+        cmd.arg("--kv-cache");
+    }
+    cmd
+}
+
+fn compile(model: &str, out: &Path, decompose: bool, kv_cache: bool) {
+    let o = compile_cmd(model, out, decompose, kv_cache)
+        .output()
+        .expect("run switchhead-compile");
     assert!(
         o.status.success(),
         "{model}: {}",
@@ -45,8 +57,22 @@ fn onnx_runtime_matches_golden_for_every_model_and_form() {
     let dir = std::env::temp_dir().join(format!("switchhead-ort-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     for model in MODELS {
-        compile(model, &dir.join(format!("{model}.onnx")), false);
-        compile(model, &dir.join(format!("{model}.decompose.onnx")), true);
+        compile(model, &dir.join(format!("{model}.onnx")), false, false);
+        compile(
+            model,
+            &dir.join(format!("{model}.decompose.onnx")),
+            true,
+            false,
+        );
+    }
+    for model in ROPE_MODELS {
+        compile(model, &dir.join(format!("{model}.kv.onnx")), false, true);
+        compile(
+            model,
+            &dir.join(format!("{model}.kv.decompose.onnx")),
+            true,
+            true,
+        );
     }
     let o = Command::new(python)
         .arg(root().join("scripts/onnx_check.py"))
@@ -64,4 +90,26 @@ fn onnx_runtime_matches_golden_for_every_model_and_form() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+#[test]
+fn kv_cache_is_refused_for_xl_in_one_line() {
+    let dir = std::env::temp_dir().join(format!("switchhead-kv-xl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let out = dir.join("xl.kv.onnx");
+    let o = compile_cmd("xl", &out, false, true)
+        .output()
+        .expect("run switchhead-compile");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!o.status.success(), "--kv-cache on an XL model must fail");
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(
+        lines[0].starts_with("error: ")
+            && lines[0].contains("--kv-cache")
+            && lines[0].contains("memory.{i}"),
+        "{err}"
+    );
+    assert!(!out.exists());
 }

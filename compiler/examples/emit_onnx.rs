@@ -1,5 +1,6 @@
-//! Emits a model as ONNX: `emit_onnx MODEL OUT.onnx [--decompose] [--dtype f32|f16|bf16]
-//! [--external-data]` (the last forces initializers into `OUT.onnx.data`, for testing).
+//! Emits a model as ONNX: `emit_onnx MODEL OUT.onnx [--decompose] [--kv-cache]
+//! [--dtype f32|f16|bf16] [--external-data]` (the last forces initializers into
+//! `OUT.onnx.data`, for testing; `--kv-cache` is for RoPE models only).
 
 use std::path::Path;
 
@@ -17,6 +18,7 @@ fn main() -> anyhow::Result<()> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--decompose" => opts.decompose = true,
+            "--kv-cache" => opts.kv_cache = true,
             "--external-data" => external = true,
             "--dtype" => {
                 opts.dtype = match it.next().map(String::as_str) {
@@ -31,16 +33,17 @@ fn main() -> anyhow::Result<()> {
     }
     let [model, out] = paths.as_slice() else {
         bail!(
-            "usage: emit_onnx MODEL OUT.onnx [--decompose] [--dtype f32|f16|bf16] [--external-data]"
+            "usage: emit_onnx MODEL OUT.onnx [--decompose] [--kv-cache] [--dtype f32|f16|bf16] [--external-data]"
         )
     };
     let model = load_model(Path::new(model), &LoadOptions::default())
         .with_context(|| format!("loading {model}"))?;
+    opts.chunk_size = model.config.chunk_size;
     let graph = lower(&model);
     let proto = emit(&graph, &model.weights, &opts)?;
     let written = match external {
-        true => write_with_limit(&proto, Path::new(out), 0),
-        false => write(&proto, Path::new(out)),
+        true => write_with_limit(proto, Path::new(out), 0),
+        false => write(proto, Path::new(out)),
     };
     written.with_context(|| format!("writing {out}"))?;
     Ok(())

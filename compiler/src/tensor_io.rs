@@ -175,6 +175,16 @@ pub fn write_f32(path: &Path, tensors: &[(String, &Tensor)]) -> Result<(), IoErr
 
 /// Writes `data` to a temporary file beside `path`, then renames it over `path`.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), IoError> {
+    write_atomic_with(path, |w| w.write_all(data))
+}
+
+/// Streams `fill`'s output into a temporary file beside `path`, syncs it, then renames it over
+/// `path`; on any error the temporary file is removed and `path` is untouched.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<(), IoError> {
+    use std::io::Write as _;
     let io = |source| IoError::Io {
         path: path.into(),
         source,
@@ -191,7 +201,14 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), IoError> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    let result = std::fs::write(&tmp, data).and_then(|()| std::fs::rename(&tmp, path));
+    let result = std::fs::File::create(&tmp).and_then(|file| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        fill(&mut w)?;
+        w.flush()?;
+        w.get_ref().sync_all()?;
+        drop(w);
+        std::fs::rename(&tmp, path)
+    });
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

@@ -1,5 +1,6 @@
 //! ONNX emission: every testdata model in both forms, decoded back with prost, checked for
-//! structure (opsets, custom-domain nodes, functions, interface) and byte-identical reruns.
+//! structure (opsets, custom-domain nodes, functions, interface, metadata) and byte-identical
+//! reruns; the KV-cache interface of the RoPE models in both forms, and its refusal for XL.
 //! Numerics are checked by `scripts/onnx_check.py` (ONNX Runtime against the golden logits).
 
 use std::path::{Path, PathBuf};
@@ -12,10 +13,11 @@ use switchhead_compiler::onnx::proto::{
     type_proto,
 };
 use switchhead_compiler::onnx::{
-    DOMAIN, EmitOptions, OPSET, WeightDType, emit, write, write_with_limit,
+    DOMAIN, EmitError, EmitOptions, OPSET, WeightDType, emit, write, write_with_limit,
 };
 
 const MODELS: [&str; 5] = ["rope", "xl", "switchall", "dense", "gated"];
+const ROPE_MODELS: [&str; 3] = ["rope", "dense", "gated"];
 
 fn model_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -186,14 +188,235 @@ fn decompose_form_is_standard_ops_only() {
 #[test]
 fn emission_is_deterministic() {
     for name in MODELS {
-        for decompose in [false, true] {
+        for (decompose, kv_cache) in [(false, false), (true, false), (false, true), (true, true)] {
+            if kv_cache && !ROPE_MODELS.contains(&name) {
+                continue;
+            }
             let opts = EmitOptions {
                 decompose,
+                kv_cache,
                 ..Default::default()
             };
             let (a, _) = emit_bytes(name, opts);
             let (b, _) = emit_bytes(name, opts);
-            assert!(a == b, "{name} decompose={decompose}: emissions differ");
+            assert!(
+                a == b,
+                "{name} decompose={decompose} kv={kv_cache}: emissions differ"
+            );
+        }
+    }
+}
+
+fn metadata(m: &ModelProto) -> Vec<(String, String)> {
+    m.metadata_props
+        .iter()
+        .map(|e| (e.key.clone(), e.value.clone()))
+        .collect()
+}
+
+#[test]
+fn metadata_describes_the_model() {
+    for name in MODELS {
+        for (decompose, kv_cache) in [(false, false), (true, false), (false, true), (true, true)] {
+            if kv_cache && !ROPE_MODELS.contains(&name) {
+                continue;
+            }
+            let model = load_model(&model_dir(name), &LoadOptions::default()).expect("load");
+            let c = &model.config;
+            let opts = EmitOptions {
+                decompose,
+                kv_cache,
+                chunk_size: c.chunk_size,
+                ..Default::default()
+            };
+            let m = emit(&lower(&model), &model.weights, &opts).expect("emit");
+            let pos = if ROPE_MODELS.contains(&name) {
+                "rope"
+            } else {
+                "xl"
+            };
+            let mut want = vec![
+                ("n_layers", c.n_layers.to_string()),
+                ("d_model", c.d_model.to_string()),
+                ("n_heads", c.n_heads.to_string()),
+                ("d_head", c.d_head.to_string()),
+                ("vocab_size", c.vocab_size.to_string()),
+                ("pos_encoding", pos.to_string()),
+                ("kv_cache", if kv_cache { "1" } else { "0" }.to_string()),
+            ];
+            let chunk = c.chunk_size.expect("testdata configs give chunk_size");
+            want.push(("chunk_size", chunk.to_string()));
+            want.push(("format_version", "1".to_string()));
+            let want: Vec<(String, String)> = want
+                .into_iter()
+                .map(|(k, v)| (format!("switchhead.{k}"), v))
+                .collect();
+            assert_eq!(
+                metadata(&m),
+                want,
+                "{name} decompose={decompose} kv={kv_cache}"
+            );
+        }
+        // Without a known chunk size the key is left out, the rest stays.
+        let (bytes, _) = emit_bytes(name, EmitOptions::default());
+        let m = ModelProto::decode(bytes.as_slice()).expect("decode");
+        let keys: Vec<String> = metadata(&m).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys.len(), 8, "{name}: {keys:?}");
+        assert!(!keys.contains(&"switchhead.chunk_size".to_string()));
+    }
+}
+
+/// `[batch, H, len, dh]` f32 with the given dim_param for len.
+fn cache_dims(model: &switchhead_compiler::Model, len: &str) -> (i32, Vec<String>) {
+    let c = &model.config;
+    (
+        data_type::FLOAT,
+        vec![
+            "batch".into(),
+            c.n_heads.to_string(),
+            len.into(),
+            c.d_head.to_string(),
+        ],
+    )
+}
+
+fn check_kv_interface(m: &ModelProto, model: &switchhead_compiler::Model, name: &str) {
+    let g = m.graph.as_ref().expect("graph");
+    let c = &model.config;
+    let n = c.n_layers;
+    assert_eq!(g.input.len(), 1 + 2 * n, "{name}");
+    assert_eq!(g.output.len(), 1 + 2 * n, "{name}");
+    assert_eq!(g.input[0].name, "tokens");
+    assert_eq!(
+        dims(&g.input[0]),
+        (data_type::INT64, vec!["batch".into(), "seq".into()])
+    );
+    assert_eq!(g.output[0].name, "logits");
+    assert_eq!(
+        dims(&g.output[0]),
+        (
+            data_type::FLOAT,
+            vec!["batch".into(), "seq".into(), c.vocab_size.to_string()]
+        )
+    );
+    for i in 0..n {
+        for (j, kind) in ["key", "value"].into_iter().enumerate() {
+            let input = &g.input[1 + 2 * i + j];
+            assert_eq!(input.name, format!("past_key_values.{i}.{kind}"));
+            assert_eq!(dims(input), cache_dims(model, "past_sequence_length"));
+            let output = &g.output[1 + 2 * i + j];
+            assert_eq!(output.name, format!("present.{i}.{kind}"));
+            assert_eq!(dims(output), cache_dims(model, "total_sequence_length"));
+        }
+    }
+    assert_eq!(g.initializer.len(), model.weights.len());
+}
+
+#[test]
+fn kv_cache_default_form_extends_the_custom_op() {
+    for name in ROPE_MODELS {
+        let opts = EmitOptions {
+            kv_cache: true,
+            ..Default::default()
+        };
+        let (bytes, model) = emit_bytes(name, opts);
+        let m = ModelProto::decode(bytes.as_slice()).expect("decode");
+        check_kv_interface(&m, &model, name);
+        let (plain, _) = emit_bytes(name, EmitOptions::default());
+        let plain = ModelProto::decode(plain.as_slice()).expect("decode");
+        let g = m.graph.as_ref().expect("graph");
+        let calls: Vec<_> = g
+            .node
+            .iter()
+            .filter(|n| n.domain == DOMAIN && n.op_type == "MoEAttention")
+            .collect();
+        let plain_calls: Vec<_> = plain
+            .graph
+            .as_ref()
+            .expect("graph")
+            .node
+            .iter()
+            .filter(|n| n.domain == DOMAIN && n.op_type == "MoEAttention")
+            .collect();
+        assert_eq!(calls.len(), model.config.n_layers, "{name}");
+        for (i, (call, old)) in calls.iter().zip(&plain_calls).enumerate() {
+            let mut want_in = old.input.clone();
+            want_in.extend([
+                format!("past_key_values.{i}.key"),
+                format!("past_key_values.{i}.value"),
+            ]);
+            assert_eq!(call.input, want_in, "{name} layer {i}");
+            let mut want_out = old.output.clone();
+            want_out.extend([format!("present.{i}.key"), format!("present.{i}.value")]);
+            assert_eq!(call.output, want_out, "{name} layer {i}");
+            let kv = call.attribute.iter().find(|a| a.name == "kv_cache");
+            assert_eq!(kv.map(|a| a.i), Some(1), "{name}: kv_cache=1");
+            assert_eq!(call.attribute.len(), old.attribute.len() + 1);
+        }
+        let f = m
+            .functions
+            .iter()
+            .find(|f| f.name == "MoEAttention")
+            .expect("function");
+        let old = plain
+            .functions
+            .iter()
+            .find(|f| f.name == "MoEAttention")
+            .expect("function");
+        let mut want_in = old.input.clone();
+        want_in.extend(["past_key".to_string(), "past_value".to_string()]);
+        assert_eq!(f.input, want_in, "{name}");
+        assert_eq!(f.output, ["y", "present_key", "present_value"], "{name}");
+        assert!(f.attribute.contains(&"kv_cache".to_string()));
+        assert!(f.node.iter().all(|n| n.domain.is_empty()));
+        assert!(
+            f.node
+                .iter()
+                .all(|n| !["Loop", "Scan", "If"].contains(&n.op_type.as_str()))
+        );
+    }
+}
+
+#[test]
+fn kv_cache_decompose_form_is_standard_ops_only() {
+    for name in ROPE_MODELS {
+        let opts = EmitOptions {
+            decompose: true,
+            kv_cache: true,
+            ..Default::default()
+        };
+        let (bytes, model) = emit_bytes(name, opts);
+        let m = ModelProto::decode(bytes.as_slice()).expect("decode");
+        check_kv_interface(&m, &model, name);
+        assert!(m.functions.is_empty());
+        assert_eq!(m.opset_import.len(), 1);
+        let g = m.graph.as_ref().expect("graph");
+        assert!(g.node.iter().all(|n| n.domain.is_empty()), "{name}");
+        assert!(
+            g.node
+                .iter()
+                .all(|n| !["Loop", "Scan", "If"].contains(&n.op_type.as_str()))
+        );
+    }
+}
+
+#[test]
+fn kv_cache_is_refused_for_xl_models() {
+    for name in ["xl", "switchall"] {
+        for decompose in [false, true] {
+            let model = load_model(&model_dir(name), &LoadOptions::default()).expect("load");
+            let opts = EmitOptions {
+                decompose,
+                kv_cache: true,
+                ..Default::default()
+            };
+            let err = emit(&lower(&model), &model.weights, &opts).expect_err("XL + kv cache");
+            assert!(matches!(err, EmitError::KvCacheXl), "{name}: {err}");
+            let text = err.to_string();
+            assert!(
+                text.contains("memory.{i}") && !text.contains('\n'),
+                "{text}"
+            );
         }
     }
 }
@@ -207,8 +430,8 @@ fn half_weights_are_cast_to_f32() {
         let (bytes, model) = emit_bytes(
             "gated",
             EmitOptions {
-                decompose: false,
                 dtype,
+                ..Default::default()
             },
         );
         let m = ModelProto::decode(bytes.as_slice()).expect("decode");
@@ -236,12 +459,15 @@ fn write_inline_and_external() {
     let dir = std::env::temp_dir().join(format!("onnx_emit_test_{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let inline = dir.join("inline.onnx");
-    write(&proto, &inline).expect("write");
-    assert_eq!(std::fs::read(&inline).expect("read"), proto.encode_to_vec());
+    write(proto.clone(), &inline).expect("write");
+    // Streamed field order differs from prost's, the message is the same.
+    let back =
+        ModelProto::decode(std::fs::read(&inline).expect("read").as_slice()).expect("decode");
+    assert_eq!(back, proto);
     assert!(!dir.join("inline.onnx.data").exists());
 
     let ext = dir.join("ext.onnx");
-    write_with_limit(&proto, &ext, 0).expect("write external");
+    write_with_limit(proto.clone(), &ext, 0).expect("write external");
     let data = std::fs::read(dir.join("ext.onnx.data")).expect("data file");
     let back = ModelProto::decode(std::fs::read(&ext).expect("read").as_slice()).expect("decode");
     let orig = proto.graph.as_ref().expect("graph");

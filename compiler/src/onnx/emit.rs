@@ -5,22 +5,49 @@
 //! `memory_out.{i}` f32 `[batch, seq, D]`. Values are named after IR nodes
 //! (`{node}/out`), decomposition temporaries `{node}/{op}_{n}`; weights keep their canonical
 //! names. Everything is emitted in IR order, so the bytes are identical across runs.
+//!
+//! KV cache ([`EmitOptions::kv_cache`], RoPE models only; ONNX Runtime GenAI's names): per
+//! layer i (in IR order) the model also takes `past_key_values.{i}.key` and
+//! `past_key_values.{i}.value` f32 `[batch, n_heads, past_sequence_length, d_head]`
+//! (past_sequence_length may be 0) and returns, after `logits`, `present.{i}.key` and
+//! `present.{i}.value` f32 `[batch, n_heads, total_sequence_length, d_head]`, the past
+//! concatenated with the current tokens' entries on axis 2. Keys are cached scaled by
+//! dh^-0.25 and rotated at their absolute positions, values after the expert mixture;
+//! queries and new keys take positions `past_sequence_length + 0 .. seq - 1`, and query r
+//! sees the cached keys and current keys c <= r.
+//!
+//! Every model carries `metadata_props` (decimal strings): `switchhead.n_layers`,
+//! `switchhead.d_model`, `switchhead.n_heads`, `switchhead.d_head`, `switchhead.vocab_size`,
+//! `switchhead.pos_encoding` (`rope` | `xl`), `switchhead.kv_cache` (`0` | `1`),
+//! `switchhead.chunk_size` (when [`EmitOptions::chunk_size`] is given) and
+//! `switchhead.format_version` (`1`).
+//!
+//! # `ai.switchhead::MoEAttention` (domain version 1)
+//!
+//! Inputs `xq` `[B, T, D]`, `xkv` `[B, Tk, D]`, `q`, `k` `[H*dh, D]`, `v`, `o` (ExpertsVO:
+//! `[H*E, D, dh]`, `[H*E, dh, D]`; Gated/Dense: `[H*dh, D]`, `[D, H*dh]`), then `sel_v`
+//! (ExpertsVO), `sel_o` (ExpertsVO, Gated) `[H*E, D]`, `pos_to_pk` (XL) `[H*dh, D]`; output
+//! `y` `[B, T, D]`. Attributes `heads`, `experts`, `k`, `d_head`, `pos`, `rotate_fraction`,
+//! `rope_base`, `causal`, `variant`. With attribute `kv_cache = 1` (RoPE only) it takes two
+//! more inputs after those, `past_key` and `past_value` `[B, H, P, dh]`, and returns two more
+//! outputs after `y`, `present_key` and `present_value` `[B, H, P + T, dh]` (xkv is xq).
+//! The model-local function of the same name is the standard-op decomposition.
 
 use std::path::Path;
 
-use switchhead_ops::op::{AttentionVariant, Op, PosEncoding};
+use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, Op, PosEncoding};
 
 use super::builder::{Builder, attr_f, attr_i, attr_s};
-use super::decompose::{OpContext, decompose};
+use super::decompose::{OpContext, decompose, decompose_attention_kv};
 use super::proto::{
     AttributeProto, FunctionProto, GraphProto, ModelProto, OperatorSetIdProto,
-    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
-    data_location, data_type, tensor_shape_proto, type_proto,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto, data_type,
+    tensor_shape_proto, type_proto,
 };
 use crate::error::ImportError;
 use crate::ir::{DType, Dim, Graph, ValueDef, ValueId};
 use crate::model::Weights;
-use crate::tensor_io::{IoError, write_atomic};
+use crate::tensor_io::IoError;
 
 /// Domain of our custom ops.
 pub const DOMAIN: &str = "ai.switchhead";
@@ -48,6 +75,10 @@ pub struct EmitOptions {
     pub decompose: bool,
     /// Initializer storage type.
     pub dtype: WeightDType,
+    /// KV-cache interface (RoPE models only; see the module doc).
+    pub kv_cache: bool,
+    /// Training context / chunk length, written as `switchhead.chunk_size` metadata if known.
+    pub chunk_size: Option<usize>,
 }
 
 /// Why a model could not be emitted or written.
@@ -62,6 +93,11 @@ pub enum EmitError {
     /// The graph uses something the emitter cannot express.
     #[error("cannot emit {op}: {reason}")]
     Unsupported { op: String, reason: String },
+    /// A KV cache was asked of a Transformer-XL model.
+    #[error(
+        "--kv-cache needs a RoPE model: Transformer-XL models carry their state in the memory.{{i}} inputs instead"
+    )]
+    KvCacheXl,
 }
 
 /// Emits `graph` with `weights` as an ONNX model.
@@ -69,15 +105,53 @@ pub fn emit(graph: &Graph, weights: &Weights, opts: &EmitOptions) -> Result<Mode
     let mut nodes = Vec::new();
     let initializer = initializers(graph, weights, opts.dtype, &mut nodes)?;
     let mut functions: Vec<(Vec<AttributeProto>, FunctionProto)> = Vec::new();
+    let (mut kv_inputs, mut kv_outputs) = (Vec::new(), Vec::new());
+    if opts.kv_cache && attention_nodes(graph).any(|a| a.pos == PosEncoding::Xl) {
+        return Err(EmitError::KvCacheXl);
+    }
     for (_, node) in graph.live_nodes() {
         let inputs: Vec<String> = node.inputs.iter().map(|&v| value_name(graph, v)).collect();
         let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         let out = value_name(graph, node.outputs[0]);
         let ctx = context(graph, &node.op, &node.inputs);
         let mut b = Builder::new(format!("{}/", node.name));
+        if let (true, Op::MoEAttention(a)) = (opts.kv_cache, &node.op) {
+            let layer = kv_inputs.len() / 2;
+            let names = KvNames::new(layer);
+            let mut inputs = inputs;
+            inputs.extend([names.past_key.as_str(), names.past_value.as_str()]);
+            let outs = vec![out, names.present_key.clone(), names.present_value.clone()];
+            match custom_attrs(&node.op) {
+                Some(mut attrs) if !opts.decompose => {
+                    attrs.push(attr_i("kv_cache", 1));
+                    add_function(&mut functions, &node.op, &attrs, ctx, true)?;
+                    b.op_to(node.op.name(), DOMAIN, &inputs, attrs, outs);
+                }
+                _ => {
+                    let (y, k, v) = decompose_attention_kv(&mut b, &node.op, &inputs, ctx)?;
+                    for (from, to) in [y, k, v].iter().zip(outs) {
+                        b.op_to("Identity", "", &[from], vec![], vec![to]);
+                    }
+                }
+            }
+            nodes.extend(b.nodes);
+            let cache = |len: &str| {
+                let (h, dh) = (Dim::Known(a.heads), Dim::Known(a.d_head));
+                vec![Dim::Sym("B".into()), h, Dim::Sym(len.into()), dh]
+            };
+            let (past, total) = (
+                cache("past_sequence_length"),
+                cache("total_sequence_length"),
+            );
+            kv_inputs.push(value_info(&names.past_key, DType::F32, &past));
+            kv_inputs.push(value_info(&names.past_value, DType::F32, &past));
+            kv_outputs.push(value_info(&names.present_key, DType::F32, &total));
+            kv_outputs.push(value_info(&names.present_value, DType::F32, &total));
+            continue;
+        }
         match custom_attrs(&node.op) {
             Some(attrs) if !opts.decompose => {
-                add_function(&mut functions, &node.op, &attrs, ctx)?;
+                add_function(&mut functions, &node.op, &attrs, ctx, false)?;
                 b.op_to(node.op.name(), DOMAIN, &inputs, attrs, vec![out]);
             }
             _ => {
@@ -100,7 +174,10 @@ pub fn emit(graph: &Graph, weights: &Weights, opts: &EmitOptions) -> Result<Mode
         nodes.extend(b.nodes);
         outputs.push(value_info(name, DType::F32, &shape_of(graph, *v)));
     }
-    let inputs = graph.inputs.iter().map(|&v| input_info(graph, v)).collect();
+    outputs.extend(kv_outputs);
+    let mut inputs: Vec<_> = graph.inputs.iter().map(|&v| input_info(graph, v)).collect();
+    inputs.extend(kv_inputs);
+    let metadata_props = metadata(graph, opts);
     let graph = GraphProto {
         node: nodes,
         name: "switchhead".into(),
@@ -120,8 +197,80 @@ pub fn emit(graph: &Graph, weights: &Weights, opts: &EmitOptions) -> Result<Mode
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(graph),
         functions: functions.into_iter().map(|(_, f)| f).collect(),
+        metadata_props,
         ..Default::default()
     })
+}
+
+/// GenAI-style cache value names of layer `i`.
+struct KvNames {
+    past_key: String,
+    past_value: String,
+    present_key: String,
+    present_value: String,
+}
+
+impl KvNames {
+    fn new(i: usize) -> Self {
+        KvNames {
+            past_key: format!("past_key_values.{i}.key"),
+            past_value: format!("past_key_values.{i}.value"),
+            present_key: format!("present.{i}.key"),
+            present_value: format!("present.{i}.value"),
+        }
+    }
+}
+
+/// The attributes of every live `MoEAttention`, in IR (layer) order.
+fn attention_nodes(graph: &Graph) -> impl Iterator<Item = &MoeAttentionAttrs> {
+    graph.live_nodes().filter_map(|(_, n)| match &n.op {
+        Op::MoEAttention(a) => Some(a),
+        _ => None,
+    })
+}
+
+/// The `switchhead.*` metadata (see the module doc); facts the graph does not hold are left
+/// out.
+fn metadata(graph: &Graph, opts: &EmitOptions) -> Vec<StringStringEntryProto> {
+    let known = |v: ValueId, axis: usize| match graph.value(v).fact.as_ref()?.shape.get(axis) {
+        Some(Dim::Known(d)) => Some(*d),
+        _ => None,
+    };
+    let table = graph.live_nodes().find_map(|(_, n)| match n.op {
+        Op::Embedding => n.inputs.get(1).copied(),
+        _ => None,
+    });
+    let first = attention_nodes(graph).next();
+    let pos = first.map(|a| match a.pos {
+        PosEncoding::Rope { .. } => "rope",
+        PosEncoding::Xl => "xl",
+    });
+    let entries: [(&str, Option<String>); 9] = [
+        ("n_layers", Some(attention_nodes(graph).count().to_string())),
+        (
+            "d_model",
+            table.and_then(|t| known(t, 1)).map(|d| d.to_string()),
+        ),
+        ("n_heads", first.map(|a| a.heads.to_string())),
+        ("d_head", first.map(|a| a.d_head.to_string())),
+        (
+            "vocab_size",
+            table.and_then(|t| known(t, 0)).map(|d| d.to_string()),
+        ),
+        ("pos_encoding", pos.map(String::from)),
+        ("kv_cache", Some(u8::from(opts.kv_cache).to_string())),
+        ("chunk_size", opts.chunk_size.map(|c| c.to_string())),
+        ("format_version", Some("1".into())),
+    ];
+    entries
+        .into_iter()
+        .filter_map(|(k, v)| {
+            v.map(|value| StringStringEntryProto {
+                key: format!("switchhead.{k}"),
+                value,
+            })
+        })
+        .collect()
 }
 
 fn opset(domain: &str, version: i64) -> OperatorSetIdProto {
@@ -220,12 +369,14 @@ fn formal_inputs(op: &Op) -> Vec<String> {
     names.into_iter().map(String::from).collect()
 }
 
-/// Adds the function for `op` unless one with the same attributes exists.
+/// Adds the function for `op` unless one with the same attributes exists; `kv` selects the
+/// KV-cache signature (two more inputs and outputs, see the module doc).
 fn add_function(
     functions: &mut Vec<(Vec<AttributeProto>, FunctionProto)>,
     op: &Op,
     attrs: &[AttributeProto],
     ctx: OpContext,
+    kv: bool,
 ) -> Result<(), EmitError> {
     if let Some((existing, _)) = functions.iter().find(|(_, f)| f.name == op.name()) {
         if existing.as_slice() == attrs {
@@ -238,16 +389,27 @@ fn add_function(
             reason,
         });
     }
-    let input = formal_inputs(op);
-    let refs: Vec<&str> = input.iter().map(String::as_str).collect();
+    let mut input = formal_inputs(op);
+    let mut output = vec!["y".to_string()];
     let mut b = Builder::new("");
-    let y = decompose(&mut b, op, &refs, ctx)?;
-    b.op_to("Identity", "", &[&y], vec![], vec!["y".into()]);
+    if kv {
+        input.extend(["past_key".into(), "past_value".into()]);
+        output.extend(["present_key".into(), "present_value".into()]);
+        let refs: Vec<&str> = input.iter().map(String::as_str).collect();
+        let (y, k, v) = decompose_attention_kv(&mut b, op, &refs, ctx)?;
+        for (from, to) in [y, k, v].iter().zip(&output) {
+            b.op_to("Identity", "", &[from], vec![], vec![to.clone()]);
+        }
+    } else {
+        let refs: Vec<&str> = input.iter().map(String::as_str).collect();
+        let y = decompose(&mut b, op, &refs, ctx)?;
+        b.op_to("Identity", "", &[&y], vec![], vec!["y".into()]);
+    }
     let f = FunctionProto {
         name: op.name().into(),
         domain: DOMAIN.into(),
         input,
-        output: vec!["y".into()],
+        output,
         attribute: attrs.iter().map(|a| a.name.clone()).collect(),
         node: b.nodes,
         doc_string: format!("Standard-op decomposition of {}::{}", DOMAIN, op.name()),
@@ -418,47 +580,14 @@ fn dimension(d: &Dim) -> tensor_shape_proto::Dimension {
 }
 
 /// Encodes and writes `model` to `path` atomically; see [`write_with_limit`].
-pub fn write(model: &ModelProto, path: &Path) -> Result<(), EmitError> {
+pub fn write(model: ModelProto, path: &Path) -> Result<(), EmitError> {
     write_with_limit(model, path, EXTERNAL_DATA_LIMIT)
 }
 
-/// Writes `model`; when its initializers hold more than `limit` bytes, every initializer of
-/// at least 1 KiB goes to `<file name>.data` beside it (ONNX external data: location,
-/// offset, length; offsets 64-byte aligned), which is written first, also atomically.
-pub fn write_with_limit(model: &ModelProto, path: &Path, limit: u64) -> Result<(), EmitError> {
-    use prost::Message;
-    let total: u64 = model
-        .graph
-        .iter()
-        .flat_map(|g| &g.initializer)
-        .map(|t| t.raw_data.len() as u64)
-        .sum();
-    if total <= limit {
-        return Ok(write_atomic(path, &model.encode_to_vec())?);
-    }
-    let file = path
-        .file_name()
-        .map(|n| format!("{}.data", n.to_string_lossy()))
-        .unwrap_or_else(|| "model.onnx.data".into());
-    let mut model = model.clone();
-    let mut data = Vec::new();
-    for t in model.graph.iter_mut().flat_map(|g| &mut g.initializer) {
-        if t.raw_data.len() < 1024 {
-            continue;
-        }
-        data.resize(data.len().next_multiple_of(64), 0);
-        let entry = |k: &str, v: String| StringStringEntryProto {
-            key: k.into(),
-            value: v,
-        };
-        t.external_data = vec![
-            entry("location", file.clone()),
-            entry("offset", data.len().to_string()),
-            entry("length", t.raw_data.len().to_string()),
-        ];
-        t.data_location = data_location::EXTERNAL;
-        data.append(&mut t.raw_data);
-    }
-    write_atomic(&path.with_file_name(&file), &data)?;
-    Ok(write_atomic(path, &model.encode_to_vec())?)
+/// Writes `model` without building its encoded bytes in memory ([`super::stream`]); when its
+/// initializers hold more than `limit` bytes, every initializer of at least 1 KiB goes to
+/// `<file name>.data` beside it (ONNX external data: location, offset, length; offsets 64-byte
+/// aligned), which is written first, also atomically.
+pub fn write_with_limit(model: ModelProto, path: &Path, limit: u64) -> Result<(), EmitError> {
+    Ok(super::stream::write_model(model, path, limit)?)
 }

@@ -7,6 +7,7 @@ pub mod builder;
 pub mod decompose;
 pub mod emit;
 pub mod proto;
+pub mod stream;
 
 pub use emit::{
     DOMAIN, EmitError, EmitOptions, IR_VERSION, OPSET, WeightDType, emit, write, write_with_limit,

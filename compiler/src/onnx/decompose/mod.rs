@@ -54,3 +54,28 @@ pub fn decompose(
         Op::SigmaMoe(a) => sigma_moe::sigma_moe(b, a, inputs),
     })
 }
+
+/// The KV-cache form of a RoPE `MoEAttention`: `inputs` are the op's inputs followed by the
+/// past key and value `[B, H, P, dh]`; returns `(y, present_key, present_value)` (see
+/// `moe_attention`'s module doc). Any other op, or an XL one, is unsupported.
+pub fn decompose_attention_kv(
+    b: &mut Builder,
+    op: &Op,
+    inputs: &[&str],
+    ctx: OpContext,
+) -> Result<(String, String, String), EmitError> {
+    let Op::MoEAttention(a) = op else {
+        return Err(EmitError::Unsupported {
+            op: op.name().into(),
+            reason: "only MoEAttention has a KV-cache form".into(),
+        });
+    };
+    let n = op.arity();
+    if inputs.len() != n + 2 {
+        return Err(EmitError::Unsupported {
+            op: op.name().into(),
+            reason: format!("{} inputs, the KV-cache form takes {}", inputs.len(), n + 2),
+        });
+    }
+    moe_attention::moe_attention_kv(b, a, &inputs[..n], (inputs[n], inputs[n + 1]), ctx)
+}

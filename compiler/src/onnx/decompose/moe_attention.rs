@@ -8,6 +8,12 @@
 //! `R[b,t,h]` by the dense output gate per expert and does one MatMul with Wo as
 //! `[H*E*dh, D]` (a sum over heads and experts); Gated scales each head by
 //! `sigmoid(xq @ So^T)`; Dense projects with Wo^T.
+//!
+//! KV-cache form ([`moe_attention_kv`], RoPE only): two more inputs, the past key and value
+//! `[B, H, P, dh]`; the current keys (scaled, RoPE at positions P..P+T-1) and values (after
+//! the expert mixture) are concatenated after them on axis 2, giving the present key and
+//! value, which attention then uses; queries take positions P..P+T-1 and the causal mask lets
+//! query r see keys c <= P + r.
 
 use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding};
 use switchhead_ops::rope::Rope;
@@ -26,6 +32,39 @@ pub fn moe_attention(
     i: &[&str],
     ctx: OpContext,
 ) -> Result<String, EmitError> {
+    Ok(attention(b, a, i, None, ctx)?.0)
+}
+
+/// The KV-cache form (RoPE only): inputs as [`moe_attention`] plus the cached keys and
+/// values `[B, H, P, dh]` (P may be 0); returns `(y, present_key, present_value)`, the
+/// presents `[B, H, P + T, dh]` = concat(past, current) on axis 2. Keys are cached after
+/// scaling and RoPE at their absolute positions, values after the expert mixture. Queries
+/// and new keys take positions `P .. P+T-1`; query r sees keys `c <= P + r`.
+pub fn moe_attention_kv(
+    b: &mut Builder,
+    a: &MoeAttentionAttrs,
+    i: &[&str],
+    (past_k, past_v): (&str, &str),
+    ctx: OpContext,
+) -> Result<(String, String, String), EmitError> {
+    if a.pos == PosEncoding::Xl {
+        let reason = "a KV cache needs RoPE (XL models carry memory.{i} instead)".into();
+        return Err(unsupported(reason));
+    }
+    let (y, present) = attention(b, a, i, Some((past_k, past_v)), ctx)?;
+    let (k, v) = present.ok_or_else(|| unsupported("no KV cache built".into()))?;
+    Ok((y, k, v))
+}
+
+/// Shared body; with `past`, also returns the present key and value.
+#[allow(clippy::type_complexity)]
+fn attention(
+    b: &mut Builder,
+    a: &MoeAttentionAttrs,
+    i: &[&str],
+    past: Option<(&str, &str)>,
+    ctx: OpContext,
+) -> Result<(String, Option<(String, String)>), EmitError> {
     let (h, dh) = (a.heads as i64, a.d_head as i64);
     let (xq, xkv) = (i[0], i[1]);
     let s = b.scalar_f32((a.d_head as f64).powf(-0.25) as f32);
@@ -35,7 +74,13 @@ pub fn moe_attention(
     let k = matmul_t(b, xkv, i[3]);
     let k = bin(b, "Mul", &k, &s);
     let k = split_heads(b, &k, h, dh);
-    let len = lengths(b, xq, xkv);
+    let (len, past_len) = match past {
+        None => (lengths(b, xq, xkv), None),
+        Some((pk, _)) => {
+            let (len, p) = lengths_kv(b, xq, pk);
+            (len, Some(p))
+        }
+    };
     let v = values(b, a, i, &len)?;
     let (q, k, rel) = match a.pos {
         PosEncoding::Rope {
@@ -45,12 +90,20 @@ pub fn moe_attention(
             let n_rot = Rope::new(a.d_head, rotate_fraction, base)
                 .map_err(|e| unsupported(e.to_string()))?
                 .n_rot();
-            let off = bin(b, "Sub", &len.tk, &len.t);
-            let qpos = b.op("Range", &[&off, &len.tk, &len.one], vec![]);
-            let kpos = b.op("Range", &[&len.zero, &len.tk, &len.one], vec![]);
-            let q = rope(b, &q, &qpos, n_rot, a.d_head, base);
-            let k = rope(b, &k, &kpos, n_rot, a.d_head, base);
-            (q, k, None)
+            if let Some(p) = &past_len {
+                // Queries and new keys both sit at P .. P+T-1.
+                let pos = b.op("Range", &[p, &len.tk, &len.one], vec![]);
+                let q = rope(b, &q, &pos, n_rot, a.d_head, base);
+                let k = rope(b, &k, &pos, n_rot, a.d_head, base);
+                (q, k, None)
+            } else {
+                let off = bin(b, "Sub", &len.tk, &len.t);
+                let qpos = b.op("Range", &[&off, &len.tk, &len.one], vec![]);
+                let kpos = b.op("Range", &[&len.zero, &len.tk, &len.one], vec![]);
+                let q = rope(b, &q, &qpos, n_rot, a.d_head, base);
+                let k = rope(b, &k, &kpos, n_rot, a.d_head, base);
+                (q, k, None)
+            }
         }
         PosEncoding::Xl => {
             let wpk = *i
@@ -66,6 +119,14 @@ pub fn moe_attention(
             (q, k, Some(rel))
         }
     };
+    let (k, v, present) = match past {
+        None => (k, v, None),
+        Some((pk, pv)) => {
+            let k = b.op("Concat", &[pk, &k], vec![attr_i("axis", 2)]);
+            let v = b.op("Concat", &[pv, &v], vec![attr_i("axis", 2)]);
+            (k.clone(), v.clone(), Some((k, v)))
+        }
+    };
     let kt = transpose(b, &k, &[0, 1, 3, 2]);
     let mut logits = bin(b, "MatMul", &q, &kt);
     if let Some(rel) = rel {
@@ -79,7 +140,7 @@ pub fn moe_attention(
     let p = b.op("Softmax", &[&logits], vec![attr_i("axis", -1)]);
     let r = bin(b, "MatMul", &p, &v);
     let r = transpose(b, &r, &[0, 2, 1, 3]);
-    Ok(outputs(b, a, i, &r))
+    Ok((outputs(b, a, i, &r), present))
 }
 
 fn unsupported(reason: String) -> EmitError {
@@ -95,6 +156,17 @@ fn lengths(b: &mut Builder, xq: &str, xkv: &str) -> Lengths {
     let zero = b.scalar_i64(0);
     let one = b.scalar_i64(1);
     Lengths { t, tk, zero, one }
+}
+
+/// Lengths with a KV cache: T from xq, P from the past key `[B, H, P, dh]`, Tk = P + T;
+/// also returns P.
+fn lengths_kv(b: &mut Builder, xq: &str, past_k: &str) -> (Lengths, String) {
+    let t = dim(b, xq, 1);
+    let p = dim(b, past_k, 2);
+    let tk = bin(b, "Add", &p, &t);
+    let zero = b.scalar_i64(0);
+    let one = b.scalar_i64(1);
+    (Lengths { t, tk, zero, one }, p)
 }
 
 /// `[B, L, H*dh]` -> `[B, H, L, dh]`.

@@ -5,7 +5,7 @@
 //! multiplying every expert's output by the dense gate and summing is exact.
 
 use super::common::{matmul_t, reshape};
-use crate::onnx::builder::{Builder, attr_i};
+use crate::onnx::builder::{Builder, attr_i, attr_tensor, tensor_f32};
 
 /// Dense gates `[B, L, groups, experts]` for x `[B, L, D]` and sel `[groups*experts, D]`.
 pub fn dense_gates(
@@ -27,7 +27,9 @@ pub fn dense_gates(
     ];
     let top = b.op_n("TopK", &[&g, &kk], attrs, 2);
     let shape = b.op("Shape", &[&g], vec![]);
-    let zeros = b.op("ConstantOfShape", &[&shape], vec![]);
+    // An explicit f32 zero: ONNX defaults to it, but tract does not infer that default.
+    let zero = attr_tensor("value", tensor_f32(&[0.0], &[1]));
+    let zeros = b.op("ConstantOfShape", &[&shape], vec![zero]);
     b.op(
         "ScatterElements",
         &[&zeros, &top[1], &top[0]],
