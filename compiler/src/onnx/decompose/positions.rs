@@ -53,8 +53,8 @@ pub struct Lengths {
 
 /// The XL term `[B, H, T, Tk]`: entry (r, c) is `q_r . Kp(c - r - (Tk - T))`, with
 /// `Kp(p) = (s * pe(p)) @ Wpk^T` and `pe` the interleaved sin/cos over D. Kp is built for
-/// p in `-(Tk-1)..=0`, `q . Kp` for all of them, then `GatherElements` picks column
-/// `min(c - r + T - 1, Tk - 1)` (the clamp only touches masked entries). q is `[B, H, T, dh]`
+/// p in `-(Tk-1)..=T`, `q . Kp` for all of them, then the XL shift ([`shift`]) picks
+/// column `c - r + T - 1` of each row. q is `[B, H, T, dh]`
 /// with `(heads, dh)` given; D = `d` (even).
 pub fn xl_term(
     b: &mut Builder,
@@ -65,8 +65,11 @@ pub fn xl_term(
     (heads, dh): (i64, i64),
     d: usize,
 ) -> String {
+    // Positions -(Tk-1) ..= T (P = Tk + T rows); the positive ones only land on masked
+    // entries. Covering them lets the Transformer-XL shift pick every entry by slicing.
     let lo = bin(b, "Sub", &len.one, &len.tk);
-    let p = b.op("Range", &[&lo, &len.one, &len.one], vec![]);
+    let hi = bin(b, "Add", &len.t, &len.one);
+    let p = b.op("Range", &[&lo, &hi, &len.one], vec![]);
     let freq: Vec<f64> = (0..d / 2)
         .map(|i| 10000f64.powf(-(2.0 * i as f64) / d as f64))
         .collect();
@@ -80,23 +83,33 @@ pub fn xl_term(
     let kp = reshape(b, &kp, &[0, heads, dh]);
     let kp = transpose(b, &kp, &[1, 2, 0]);
     let rel = bin(b, "MatMul", q, &kp);
-    let idx = rel_index(b, len);
-    let shape = b.op("Shape", &[&rel], vec![]);
-    let idx = b.op("Expand", &[&idx, &shape], vec![]);
-    b.op("GatherElements", &[&rel, &idx], vec![attr_i("axis", 3)])
+    shift(b, &rel, len)
 }
 
-/// `[T, Tk]` int64: `min(c - r + T - 1, Tk - 1)`.
-fn rel_index(b: &mut Builder, len: &Lengths) -> String {
-    let rows = b.op("Range", &[&len.zero, &len.t, &len.one], vec![]);
-    let cols = b.op("Range", &[&len.zero, &len.tk, &len.one], vec![]);
-    let rows = unsqueeze(b, &rows, &[1]);
-    let cols = unsqueeze(b, &cols, &[0]);
-    let d = bin(b, "Sub", &cols, &rows);
+/// The XL shift: `out[.., r, c] = rel[.., r, c + T - 1 - r]` for `rel` `[B, H, T, P]`,
+/// `P = Tk + T`. Row-major, that element sits at `r*(P-1) + c` after dropping the first
+/// `T - 1` elements of each (b, h) block, so: flatten, slice, reshape to `[.., T, P-1]`,
+/// keep the first Tk columns. Only shapes and slices, no gather index.
+fn shift(b: &mut Builder, rel: &str, len: &Lengths) -> String {
+    let flat = reshape(b, rel, &[0, 0, -1]);
     let tm1 = bin(b, "Sub", &len.t, &len.one);
-    let d = bin(b, "Add", &d, &tm1);
-    let tkm1 = bin(b, "Sub", &len.tk, &len.one);
-    bin(b, "Min", &d, &tkm1)
+    let width = bin(b, "Add", &len.tk, &tm1);
+    let count = bin(b, "Mul", &len.t, &width);
+    let end = bin(b, "Add", &tm1, &count);
+    let sliced = slice_dyn(b, &flat, 2, &tm1, &end);
+    let t = unsqueeze(b, &len.t, &[0]);
+    let w = unsqueeze(b, &width, &[0]);
+    let keep = b.ints(&[0, 0]);
+    let shape = b.op("Concat", &[&keep, &t, &w], vec![attr_i("axis", 0)]);
+    let rows = b.op("Reshape", &[&sliced, &shape], vec![]);
+    slice_dyn(b, &rows, 3, &len.zero, &len.tk)
+}
+
+/// `x[start..end]` on `axis`, with scalar int64 bounds computed at run time.
+fn slice_dyn(b: &mut Builder, x: &str, axis: i64, start: &str, end: &str) -> String {
+    let (start, end) = (unsqueeze(b, start, &[0]), unsqueeze(b, end, &[0]));
+    let axes = b.ints(&[axis]);
+    b.op("Slice", &[x, &start, &end, &axes], vec![])
 }
 
 /// Boolean `[T, Tk]`, true where key c is hidden from query r (`c > r + Tk - T`).
