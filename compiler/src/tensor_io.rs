@@ -78,49 +78,18 @@ pub fn chunk_names(st: &SafeTensors<'_>, base: &str) -> Vec<String> {
 
 /// Reads an int64 `[batch, seq]` tensor as a token batch.
 pub fn read_tokens(path: &Path, st: &SafeTensors<'_>, name: &str) -> Result<Tokens, IoError> {
-    let err = |reason: String| IoError::Tensor {
-        path: path.into(),
-        tensor: name.into(),
-        reason,
+    let (shape, ids) = read_i64(path, st, name)?;
+    let &[batch, seq] = shape.as_slice() else {
+        let reason = format!("expected shape [batch, seq], got {shape:?}");
+        return Err(tensor_error(path, name, reason));
     };
-    let view = st.tensor(name).map_err(|e| err(e.to_string()))?;
-    if view.dtype() != Dtype::I64 {
-        return Err(err(format!(
-            "expected int64 token ids, got {:?}",
-            view.dtype()
-        )));
-    }
-    let &[batch, seq] = view.shape() else {
-        return Err(err(format!(
-            "expected shape [batch, seq], got {:?}",
-            view.shape()
-        )));
-    };
-    let ids = view
-        .data()
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
-        .collect();
-    Tokens::new(batch, seq, ids).map_err(|e| err(e.to_string()))
+    Tokens::new(batch, seq, ids).map_err(|e| tensor_error(path, name, e.to_string()))
 }
 
 /// Reads an f32 tensor.
 pub fn read_f32(path: &Path, st: &SafeTensors<'_>, name: &str) -> Result<Tensor, IoError> {
-    let err = |reason: String| IoError::Tensor {
-        path: path.into(),
-        tensor: name.into(),
-        reason,
-    };
-    let view = st.tensor(name).map_err(|e| err(e.to_string()))?;
-    if view.dtype() != Dtype::F32 {
-        return Err(err(format!("expected f32, got {:?}", view.dtype())));
-    }
-    let data = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap_or([0; 4])))
-        .collect();
-    Tensor::new(view.shape().to_vec(), data).map_err(|e| err(e.to_string()))
+    let (shape, data) = read_typed(path, st, name, Dtype::F32, f32::from_le_bytes)?;
+    Tensor::new(shape, data).map_err(|e| tensor_error(path, name, e.to_string()))
 }
 
 /// Reads an int64 tensor as `(shape, values)`.
@@ -129,21 +98,39 @@ pub fn read_i64(
     st: &SafeTensors<'_>,
     name: &str,
 ) -> Result<(Vec<usize>, Vec<i64>), IoError> {
-    let err = |reason: String| IoError::Tensor {
-        path: path.into(),
-        tensor: name.into(),
-        reason,
-    };
-    let view = st.tensor(name).map_err(|e| err(e.to_string()))?;
-    if view.dtype() != Dtype::I64 {
-        return Err(err(format!("expected int64, got {:?}", view.dtype())));
+    read_typed(path, st, name, Dtype::I64, i64::from_le_bytes)
+}
+
+/// Reads tensor `name`, which must have element type `dtype`, decoding each little-endian
+/// element of N bytes with `decode`.
+fn read_typed<T, const N: usize>(
+    path: &Path,
+    st: &SafeTensors<'_>,
+    name: &str,
+    dtype: Dtype,
+    decode: fn([u8; N]) -> T,
+) -> Result<(Vec<usize>, Vec<T>), IoError> {
+    let view = st
+        .tensor(name)
+        .map_err(|e| tensor_error(path, name, e.to_string()))?;
+    if view.dtype() != dtype {
+        let reason = format!("expected {dtype:?}, got {:?}", view.dtype());
+        return Err(tensor_error(path, name, reason));
     }
     let data = view
         .data()
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+        .chunks_exact(N)
+        .map(|b| decode(b.try_into().unwrap_or([0; N])))
         .collect();
     Ok((view.shape().to_vec(), data))
+}
+
+fn tensor_error(path: &Path, name: &str, reason: String) -> IoError {
+    IoError::Tensor {
+        path: path.into(),
+        tensor: name.into(),
+        reason,
+    }
 }
 
 /// Writes named f32 tensors to `path` atomically.
