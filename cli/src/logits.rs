@@ -1,21 +1,27 @@
-//! `switchhead logits MODEL --tokens IN.safetensors -o OUT.safetensors`.
+//! `switchhead logits MODEL --tokens IN.safetensors -o OUT.safetensors [--executor E]`.
 //!
 //! Reads int64 `tokens` `[batch, seq]` (or chunks `tokens0`, `tokens1`, ... run in order with
 //! the XL memory carried) and writes f32 `logits` (or `logits0`, `logits1`, ...)
-//! `[batch, seq, vocab]`, atomically.
+//! `[batch, seq, vocab]`, atomically. MODEL is a checkpoint (compiled in memory for the CPU
+//! executor) or, for the CPU executor, an ONNX file written by `switchhead-compile`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use switchhead_compiler::reference::{Memory, ReferenceExecutor};
+use anyhow::{Context, Result, bail};
+use switchhead_compiler::ir::lower;
+use switchhead_compiler::onnx::{EmitOptions, emit, write};
+use switchhead_compiler::reference::{Memory, ReferenceExecutor, Tokens};
 use switchhead_compiler::tensor_io::{read_token_chunks, write_f32};
 use switchhead_ops::Tensor;
+use switchhead_runtime::{Session, SessionOptions, TokenBatch, XlMemory};
 
 use crate::model_arg::ModelArg;
 
 /// Which engine computes the logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Executor {
+    /// The runtime's CPU backend (tract with our ai.switchhead kernels).
+    Cpu,
     /// The plain reference executor (slow, exact; the oracle).
     Reference,
 }
@@ -32,24 +38,20 @@ pub struct Args {
     #[arg(short, long, value_name = "OUT.safetensors")]
     pub output: PathBuf,
     /// The executor to run.
-    #[arg(long, value_enum, default_value_t = Executor::Reference)]
+    #[arg(long, value_enum, default_value_t = Executor::Cpu)]
     pub executor: Executor,
+    /// Threads for the CPU executor (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// Runs `switchhead logits`.
 pub fn run(args: Args) -> Result<()> {
     let chunks = read_token_chunks(&args.tokens)?;
-    let model = args.model.load()?;
-    let exec = ReferenceExecutor::new(&model)?;
-    let mut memory: Option<Memory> = None;
-    let mut outputs: Vec<Tensor> = Vec::new();
-    for (i, tokens) in chunks.iter().enumerate() {
-        let out = exec
-            .forward(tokens, memory.as_ref())
-            .with_context(|| format!("{}: chunk {i}", args.tokens.display()))?;
-        outputs.push(out.logits);
-        memory = Some(out.memory);
-    }
+    let outputs = match args.executor {
+        Executor::Reference => run_reference(&args, &chunks)?,
+        Executor::Cpu => run_cpu(&args, &chunks)?,
+    };
     let names = output_names(outputs.len());
     let named: Vec<(String, &Tensor)> = names.into_iter().zip(&outputs).collect();
     write_f32(&args.output, &named)?;
@@ -58,6 +60,104 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!("wrote {}", args.output.display());
     Ok(())
+}
+
+fn run_reference(args: &Args, chunks: &[Tokens]) -> Result<Vec<Tensor>> {
+    if is_onnx(&args.model.model) {
+        bail!(
+            "{}: the reference executor runs checkpoints, not ONNX files (use --executor cpu)",
+            args.model.model.display()
+        );
+    }
+    let model = args.model.load()?;
+    let exec = ReferenceExecutor::new(&model)?;
+    let mut memory: Option<Memory> = None;
+    let mut outputs = Vec::new();
+    for (i, tokens) in chunks.iter().enumerate() {
+        let out = exec
+            .forward(tokens, memory.as_ref())
+            .with_context(|| format!("{}: chunk {i}", args.tokens.display()))?;
+        outputs.push(out.logits);
+        memory = Some(out.memory);
+    }
+    Ok(outputs)
+}
+
+fn run_cpu(args: &Args, chunks: &[Tokens]) -> Result<Vec<Tensor>> {
+    let compiled = match is_onnx(&args.model.model) {
+        true => None,
+        false => Some(compile_to_temp(&args.model)?),
+    };
+    let path = compiled
+        .as_ref()
+        .map_or(args.model.model.as_path(), |t| t.0.as_path());
+    let session = Session::load(
+        path,
+        SessionOptions {
+            threads: args.threads,
+            ..Default::default()
+        },
+    );
+    let session = session.with_context(|| args.model.model.display().to_string())?;
+    if chunks.len() > 1 && !session.is_xl() {
+        bail!(
+            "{}: {} chunks, but only XL models take a memory; RoPE models run each input on its own",
+            args.tokens.display(),
+            chunks.len()
+        );
+    }
+    let mut memory: Option<XlMemory> = None;
+    let mut outputs = Vec::new();
+    for tokens in chunks {
+        let ids = (0..tokens.batch())
+            .flat_map(|b| tokens.sequence(b).to_vec())
+            .collect();
+        let batch = TokenBatch::new(tokens.batch(), tokens.seq(), ids)?;
+        let logits = match session.is_xl() {
+            true => {
+                let (logits, next) = session.forward_chunk(&batch, memory.as_ref())?;
+                memory = Some(next);
+                logits
+            }
+            false => session.logits(&batch)?,
+        };
+        outputs.push(Tensor::new(
+            vec![logits.batch, logits.seq, logits.vocab],
+            logits.data,
+        )?);
+    }
+    Ok(outputs)
+}
+
+/// A compiled ONNX file in the temp folder, removed when dropped.
+struct TempOnnx(PathBuf);
+
+impl Drop for TempOnnx {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn compile_to_temp(model: &ModelArg) -> Result<TempOnnx> {
+    let loaded = model.load()?;
+    let proto = emit(&lower(&loaded), &loaded.weights, &EmitOptions::default())?;
+    let path = std::env::temp_dir().join(format!(
+        "switchhead-{}-{}.onnx",
+        std::process::id(),
+        unique()
+    ));
+    write(proto, &path)?;
+    Ok(TempOnnx(path))
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn is_onnx(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "onnx")
 }
 
 fn output_names(chunks: usize) -> Vec<String> {

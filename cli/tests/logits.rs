@@ -41,7 +41,7 @@ fn max_rel_err(path_a: &Path, path_b: &Path, name: &str) -> f32 {
         / scale
 }
 
-fn run_logits(model: &Path, golden: &Path, out: &Path) {
+fn run_logits(model: &Path, golden: &Path, out: &Path, executor: &str) {
     let args = [
         "logits",
         &model.to_string_lossy(),
@@ -49,25 +49,52 @@ fn run_logits(model: &Path, golden: &Path, out: &Path) {
         &golden.to_string_lossy(),
         "-o",
         &out.to_string_lossy(),
+        "--executor",
+        executor,
     ];
     let o = switchhead(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+const EXECUTORS: [&str; 2] = ["cpu", "reference"];
+
 #[test]
 fn logits_match_golden_single_chunk() {
     let dir = root().join("testdata/models/rope");
-    let out = tmp("single").join("out.safetensors");
-    run_logits(&dir, &dir.join("golden_long.safetensors"), &out);
-    let err = max_rel_err(&out, &dir.join("golden_long.safetensors"), "logits");
-    assert!(err <= 1e-4, "max rel err {err}");
+    for executor in EXECUTORS {
+        let out = tmp(&format!("single-{executor}")).join("out.safetensors");
+        run_logits(&dir, &dir.join("golden_long.safetensors"), &out, executor);
+        let err = max_rel_err(&out, &dir.join("golden_long.safetensors"), "logits");
+        assert!(err <= 1e-4, "{executor}: max rel err {err}");
+    }
 }
 
 #[test]
 fn logits_carry_xl_memory_across_chunks() {
+    let dir = root().join("testdata/models/switchall");
+    for executor in EXECUTORS {
+        let out = tmp(&format!("chunks-{executor}")).join("out.safetensors");
+        run_logits(&dir, &dir.join("golden_mem.safetensors"), &out, executor);
+        for name in ["logits0", "logits1"] {
+            let err = max_rel_err(&out, &dir.join("golden_mem.safetensors"), name);
+            assert!(err <= 1e-4, "{executor} {name}: max rel err {err}");
+        }
+    }
+}
+
+/// The CPU executor also runs the ONNX file `switchhead-compile` wrote.
+#[test]
+fn cpu_executor_runs_a_compiled_onnx_file() {
     let dir = root().join("testdata/models/xl");
-    let out = tmp("chunks").join("out.safetensors");
-    run_logits(&dir, &dir.join("golden_mem.safetensors"), &out);
+    let work = tmp("onnx");
+    let onnx = work.join("xl.onnx");
+    let o = Command::new(env!("CARGO_BIN_EXE_switchhead-compile"))
+        .args([&dir.to_string_lossy(), "-o", &onnx.to_string_lossy()])
+        .output()
+        .expect("run switchhead-compile");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = work.join("out.safetensors");
+    run_logits(&onnx, &dir.join("golden_mem.safetensors"), &out, "cpu");
     for name in ["logits0", "logits1"] {
         let err = max_rel_err(&out, &dir.join("golden_mem.safetensors"), name);
         assert!(err <= 1e-4, "{name}: max rel err {err}");
@@ -81,7 +108,7 @@ fn write_tokens(path: &Path, shape: Vec<usize>, ids: &[i64]) {
     std::fs::write(path, data).expect("write tokens");
 }
 
-fn expect_error(model: &Path, tokens: &Path, out: &Path, needle: &str) {
+fn expect_error(model: &Path, tokens: &Path, out: &Path, executor: &str, needle: &str) {
     let args = [
         "logits",
         &model.to_string_lossy(),
@@ -89,13 +116,28 @@ fn expect_error(model: &Path, tokens: &Path, out: &Path, needle: &str) {
         &tokens.to_string_lossy(),
         "-o",
         &out.to_string_lossy(),
+        "--executor",
+        executor,
     ];
     let o = switchhead(&args);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "expected failure for {needle}");
-    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.contains(needle), "'{needle}' not in: {stderr}");
-    assert!(!out.exists(), "output written despite the error");
+    assert!(
+        !o.status.success(),
+        "{executor}: expected failure for {needle}"
+    );
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "{executor}: one line: {stderr}"
+    );
+    assert!(
+        stderr.contains(needle),
+        "{executor}: '{needle}' not in: {stderr}"
+    );
+    assert!(
+        !out.exists(),
+        "{executor}: output written despite the error"
+    );
 }
 
 #[test]
@@ -105,25 +147,46 @@ fn bad_inputs_give_one_clear_line_and_no_output() {
     let out = dir.join("out.safetensors");
     let oov = dir.join("oov.safetensors");
     write_tokens(&oov, vec![1, 3], &[1, 256, 2]);
-    expect_error(
-        &model,
-        &oov,
-        &out,
-        "token id 256 at batch 0, position 1 is outside the vocabulary 0..256",
-    );
     let empty = dir.join("empty.safetensors");
     write_tokens(&empty, vec![1, 0], &[]);
-    expect_error(&model, &empty, &out, "empty input");
-    expect_error(
-        &model,
-        &dir.join("missing.safetensors"),
-        &out,
-        "missing.safetensors",
-    );
     let garbage = dir.join("garbage.safetensors");
     std::fs::write(&garbage, b"not a safetensors file").expect("write");
-    expect_error(&model, &garbage, &out, "not a valid safetensors file");
-    // Two chunks for a RoPE model: there is no memory to carry.
     let chunks = root().join("testdata/models/xl/golden_mem.safetensors");
-    expect_error(&model, &chunks, &out, "only XL models take a memory");
+    for executor in EXECUTORS {
+        let oov_msg = "256 at batch 0, position 1 is outside the vocabulary";
+        expect_error(&model, &oov, &out, executor, oov_msg);
+        expect_error(&model, &empty, &out, executor, "empty input");
+        expect_error(
+            &model,
+            &dir.join("missing.safetensors"),
+            &out,
+            executor,
+            "missing.safetensors",
+        );
+        expect_error(
+            &model,
+            &garbage,
+            &out,
+            executor,
+            "not a valid safetensors file",
+        );
+        // Two chunks for a RoPE model: there is no memory to carry.
+        expect_error(
+            &model,
+            &chunks,
+            &out,
+            executor,
+            "only XL models take a memory",
+        );
+    }
+    let not_onnx = dir.join("model.onnx");
+    std::fs::write(&not_onnx, b"garbage").expect("write");
+    expect_error(&not_onnx, &oov, &out, "cpu", "model.onnx");
+    expect_error(
+        &not_onnx,
+        &oov,
+        &out,
+        "reference",
+        "runs checkpoints, not ONNX files",
+    );
 }
