@@ -3,7 +3,7 @@
 //! Invariants (checked by `verify`): every node input is a value defined before the node in
 //! `nodes` order (graph inputs and weights are defined up front), every value has exactly one
 //! definition, node arity matches the op, graph outputs are defined values. Removed nodes are
-//! `None` tombstones until [`Graph::compact`] renumbers.
+//! `None` tombstones until `passes::compact` renumbers.
 
 use switchhead_ops::op::Op;
 

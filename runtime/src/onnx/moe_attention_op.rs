@@ -113,12 +113,8 @@ impl Expansion for MoEAttentionHir {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, moe_attention_arity(&self.attrs))?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&outputs[0].datum_type, f32::datum_type())?;
         s.equals(&inputs[0].rank, 3)?;
-        s.equals(&inputs[0].shape, &outputs[0].shape)?;
-        Ok(())
+        same_shape_f32_rules(s, inputs, outputs, moe_attention_arity(&self.attrs))
     }
 
     fn wire(
@@ -129,4 +125,17 @@ impl Expansion for MoEAttentionHir {
     ) -> TractResult<TVec<OutletId>> {
         model.wire_node(prefix, MoEAttentionOp { attrs: self.attrs }, inputs)
     }
+}
+
+/// Inference rules shared by our ops: `arity` inputs, one f32 output shaped like input 0.
+pub(crate) fn same_shape_f32_rules<'r, 'p: 'r>(
+    s: &mut Solver<'r>,
+    inputs: &'p [TensorProxy],
+    outputs: &'p [TensorProxy],
+    arity: usize,
+) -> InferenceResult {
+    check_input_arity(inputs, arity)?;
+    check_output_arity(outputs, 1)?;
+    s.equals(&outputs[0].datum_type, f32::datum_type())?;
+    s.equals(&inputs[0].shape, &outputs[0].shape)
 }

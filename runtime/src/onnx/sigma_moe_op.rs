@@ -81,11 +81,7 @@ impl Expansion for SigmaMoeHir {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 4)?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&outputs[0].datum_type, f32::datum_type())?;
-        s.equals(&inputs[0].shape, &outputs[0].shape)?;
-        Ok(())
+        super::moe_attention_op::same_shape_f32_rules(s, inputs, outputs, 4)
     }
 
     fn wire(
