@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Check emitted ONNX files with the ONNX checker and ONNX Runtime against the golden logits.
 
-For every testdata model (rope, xl, switchall, dense, gated) and both forms (default:
-`ai.switchhead` nodes backed by model-local functions; `decompose`: standard ops only):
+For every testdata model (rope, xl, switchall, dense, gated) and every form (default:
+`ai.switchhead` nodes backed by model-local functions; `decompose`: standard ops only, routed
+experts computed densely (`--experts dense`); `gather`: standard ops only, each token's k
+selected expert matrices gathered (`--decompose --experts gather`)):
   1. onnx.checker.check_model(path, full_check=True)
   2. ONNX Runtime (CPUExecutionProvider) on every golden file of the model:
      golden_long / golden_short (XL models: empty memory [B, 0, D] per layer), and for XL
      models golden_mem: chunk 0 with empty memory, chunk 1 with memory = chunk 0's
      memory_out.{i}. Each run asserts max|a-b| / max|b| <= --tol (default 1e-4) on logits.
-For RoPE models (config pos_encoding "rope": rope, dense, gated) the KV-cache files of both
-forms are checked too (unless --no-kv):
+For RoPE models (config pos_encoding "rope": rope, dense, gated) the KV-cache files of every
+form are checked too (unless --no-kv):
   3. checker(full_check) and the interface (past_key_values.{i}.key/value in,
      present.{i}.key/value out, switchhead.kv_cache metadata "1");
   4. golden_long / golden_short with an empty past [B, H, 0, dh] against the golden logits;
@@ -21,12 +23,12 @@ One line per check is printed; the exit status is non-zero if any check failed.
 
 Usage (from the repository root):
   python scripts/onnx_check.py --compile-cmd "CMD"      # CMD MODEL_DIR OUT.onnx [--decompose] [--kv-cache]
-  python scripts/onnx_check.py --dir DIR                # DIR/{model}.onnx, DIR/{model}.decompose.onnx,
-                                                        # RoPE: DIR/{model}.kv.onnx, DIR/{model}.kv.decompose.onnx
+  python scripts/onnx_check.py --dir DIR                # DIR/{model}.onnx, DIR/{model}.{decompose,gather}.onnx,
+                                                        # RoPE: DIR/{model}.kv.onnx, DIR/{model}.kv.{decompose,gather}.onnx
   python scripts/onnx_check.py                          # default --compile-cmd: the emit_onnx example
-Options: --models-root testdata/models, --models rope,xl,..., --forms default,decompose, --tol.
+Options: --models-root testdata/models, --models rope,xl,..., --forms default,decompose,gather, --tol.
 The compile command is split with shlex and run with MODEL_DIR, OUT and, for the decompose
-form, --decompose appended (then --kv-cache for the KV-cache files). Needs scripts/requirements-ci.txt.
+form, --decompose (gather: --decompose --experts gather) appended (then --kv-cache for the KV-cache files). Needs scripts/requirements-ci.txt.
 """
 
 import argparse
@@ -43,7 +45,8 @@ import onnxruntime as ort
 from safetensors.numpy import load_file
 
 MODELS = ["rope", "xl", "switchall", "dense", "gated"]
-FORMS = ["default", "decompose"]
+FORMS = ["default", "decompose", "gather"]
+FORM_FLAGS = {"default": [], "decompose": ["--decompose"], "gather": ["--decompose", "--experts", "gather"]}
 DEFAULT_CMD = "cargo run -q -p switchhead-compiler --example emit_onnx --"
 
 
@@ -64,7 +67,7 @@ def is_rope(model_dir):
 def check_structure(path, form, kv=False):
     m = onnx.load(path)
     domains = {n.domain for n in m.graph.node}
-    if form == "decompose":
+    if form != "default":
         assert "ai.switchhead" not in domains and not m.functions, "custom domain in decompose form"
     else:
         assert "ai.switchhead" in domains and m.functions, "no ai.switchhead nodes/functions"
@@ -213,7 +216,7 @@ def main():
             for form in args.forms.split(","):
                 path = os.path.join(out_dir, file_name(model, form, kv))
                 if args.dir is None:
-                    extra = ["--decompose"] if form == "decompose" else []
+                    extra = list(FORM_FLAGS[form])
                     extra += ["--kv-cache"] if kv else []
                     r = subprocess.run(cmd + [model_dir, path] + extra, capture_output=True, text=True)
                     if r.returncode != 0:

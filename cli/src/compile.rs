@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use switchhead_compiler::config::PosEncodingKind;
 use switchhead_compiler::import::parse_override;
 use switchhead_compiler::ir::lower;
-use switchhead_compiler::onnx::{EmitOptions, WeightDType, emit, write};
+use switchhead_compiler::onnx::{EmitOptions, ExpertForm, WeightDType, emit, write};
 use switchhead_compiler::passes::{PassManager, RunOptions};
 
 use crate::model_arg::ModelArg;
@@ -22,6 +22,15 @@ pub enum DtypeArg {
     F32,
     F16,
     Bf16,
+}
+
+/// Formulation of the routed experts in the standard-op decomposition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExpertsArg {
+    /// Every expert as plain MatMuls, weighted by the scattered top-k gates (E/k x the FLOPs).
+    Dense,
+    /// Gather each token's k selected expert matrices (the needed FLOPs, memory-bound).
+    Gather,
 }
 
 /// Arguments of `switchhead-compile`.
@@ -49,6 +58,10 @@ pub struct Args {
     /// Emit standard ONNX ops only (no `ai.switchhead` custom domain).
     #[arg(long)]
     pub decompose: bool,
+    /// How routed experts (attention V/O experts, σ-MoE) are decomposed: in the `--decompose`
+    /// graph and in the custom ops' function bodies.
+    #[arg(long, value_enum, default_value_t = ExpertsArg::Dense)]
+    pub experts: ExpertsArg,
     /// KV-cache interface for incremental decoding (RoPE models only): per layer i,
     /// `past_key_values.{i}.key/value` inputs and `present.{i}.key/value` outputs.
     #[arg(long)]
@@ -112,6 +125,7 @@ pub fn run(args: Args) -> Result<()> {
             dtype: dtype(args.dtype),
             kv_cache: args.kv_cache,
             chunk_size: model.config.chunk_size,
+            experts: experts(args.experts),
         },
     )?;
     bar.inc(1);
@@ -120,6 +134,13 @@ pub fn run(args: Args) -> Result<()> {
     bar.finish_and_clear();
     eprintln!("wrote {}", output.display());
     Ok(())
+}
+
+fn experts(e: ExpertsArg) -> ExpertForm {
+    match e {
+        ExpertsArg::Dense => ExpertForm::Dense,
+        ExpertsArg::Gather => ExpertForm::Gather,
+    }
 }
 
 fn dtype(d: DtypeArg) -> WeightDType {

@@ -1,7 +1,8 @@
-//! Stock ONNX Runtime on the files `switchhead-compile` writes: for every testdata model, both
-//! the default (`ai.switchhead` nodes with function bodies) and the `--decompose` file pass
+//! Stock ONNX Runtime on the files `switchhead-compile` writes: for every testdata model, the
+//! default (`ai.switchhead` nodes with function bodies), the `--decompose` file (routed experts
+//! dense, `--experts dense`) and the `--decompose --experts gather` file all pass
 //! `onnx.checker.check_model(full_check=True)` and match the golden logits (max relative error
-//! 1e-4), XL memory over two chunks included; the RoPE models' `--kv-cache` files (both forms)
+//! 1e-4), XL memory over two chunks included; the RoPE models' `--kv-cache` files (all three forms)
 //! also match with an empty past and under incremental decoding (prefill 20 tokens, then one at
 //! a time, present fed back as past). Runs `scripts/onnx_check.py` with the Python
 //! named by `SWITCHHEAD_PYTHON` (scripts/test.sh sets it up); without it the test is skipped
@@ -17,22 +18,27 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn compile_cmd(model: &str, out: &Path, decompose: bool, kv_cache: bool) -> Command {
+/// The forms onnx_check.py knows: file infix (after the model name) and compile flags.
+const FORMS: [(&str, &[&str]); 3] = [
+    ("", &[]),
+    (".decompose", &["--decompose"]),
+    (".gather", &["--decompose", "--experts", "gather"]),
+];
+
+fn compile_cmd(model: &str, out: &Path, flags: &[&str], kv_cache: bool) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchhead-compile"));
     cmd.arg(root().join("testdata/models").join(model))
         .arg("-o")
-        .arg(out);
-    if decompose {
-        cmd.arg("--decompose");
-    }
+        .arg(out)
+        .args(flags);
     if kv_cache {
         cmd.arg("--kv-cache");
     }
     cmd
 }
 
-fn compile(model: &str, out: &Path, decompose: bool, kv_cache: bool) {
-    let o = compile_cmd(model, out, decompose, kv_cache)
+fn compile(model: &str, out: &Path, flags: &[&str], kv_cache: bool) {
+    let o = compile_cmd(model, out, flags, kv_cache)
         .output()
         .expect("run switchhead-compile");
     assert!(
@@ -56,23 +62,23 @@ fn onnx_runtime_matches_golden_for_every_model_and_form() {
     };
     let dir = std::env::temp_dir().join(format!("switchhead-ort-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    for model in MODELS {
-        compile(model, &dir.join(format!("{model}.onnx")), false, false);
-        compile(
-            model,
-            &dir.join(format!("{model}.decompose.onnx")),
-            true,
-            false,
-        );
-    }
-    for model in ROPE_MODELS {
-        compile(model, &dir.join(format!("{model}.kv.onnx")), false, true);
-        compile(
-            model,
-            &dir.join(format!("{model}.kv.decompose.onnx")),
-            true,
-            true,
-        );
+    for (infix, flags) in FORMS {
+        for model in MODELS {
+            compile(
+                model,
+                &dir.join(format!("{model}{infix}.onnx")),
+                flags,
+                false,
+            );
+        }
+        for model in ROPE_MODELS {
+            compile(
+                model,
+                &dir.join(format!("{model}.kv{infix}.onnx")),
+                flags,
+                true,
+            );
+        }
     }
     let o = Command::new(python)
         .arg(root().join("scripts/onnx_check.py"))
@@ -97,7 +103,7 @@ fn kv_cache_is_refused_for_xl_in_one_line() {
     let dir = std::env::temp_dir().join(format!("switchhead-kv-xl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let out = dir.join("xl.kv.onnx");
-    let o = compile_cmd("xl", &out, false, true)
+    let o = compile_cmd("xl", &out, &[], true)
         .output()
         .expect("run switchhead-compile");
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,12 +1,13 @@
 //! The runtime's CPU backend (tract plus our ai.switchhead ops) on the files the compiler
-//! writes, for every testdata model in both forms (custom-domain and `--decompose`): logits
-//! match every golden file to a max relative error of 1e-4, XL memory over two chunks included.
+//! writes, for every testdata model in every form (custom-domain, `--decompose` with dense
+//! experts, `--decompose --experts gather`): logits match every golden file to a max relative
+//! error of 1e-4, XL memory over two chunks included. The decompose forms run on plain tract.
 
 use std::path::{Path, PathBuf};
 
 use switchhead_compiler::import::{LoadOptions, load_model};
 use switchhead_compiler::ir::lower;
-use switchhead_compiler::onnx::{EmitOptions, emit, write};
+use switchhead_compiler::onnx::{EmitOptions, ExpertForm, emit, write};
 use switchhead_compiler::tensor_io::{chunk_names, parse, read_bytes, read_f32, read_tokens};
 use switchhead_runtime::{Session, SessionOptions, TokenBatch, XlMemory};
 
@@ -18,14 +19,29 @@ fn model_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn compile(name: &str, decompose: bool) -> PathBuf {
+/// The emitted forms: custom-domain, and the decomposition with either expert form.
+#[derive(Debug, Clone, Copy)]
+enum Form {
+    Custom,
+    Decompose(ExpertForm),
+}
+
+fn compile(name: &str, form: Form) -> PathBuf {
     let model = load_model(&model_dir(name), &LoadOptions::default()).expect("load");
-    let opts = EmitOptions {
-        decompose,
-        ..Default::default()
+    let opts = match form {
+        Form::Custom => EmitOptions::default(),
+        Form::Decompose(experts) => EmitOptions {
+            decompose: true,
+            experts,
+            ..Default::default()
+        },
     };
     let proto = emit(&lower(&model), &model.weights, &opts).expect("emit");
-    let tag = if decompose { "decompose" } else { "custom" };
+    let tag = match form {
+        Form::Custom => "custom",
+        Form::Decompose(ExpertForm::Dense) => "decompose",
+        Form::Decompose(ExpertForm::Gather) => "gather",
+    };
     let out = std::env::temp_dir().join(format!(
         "rt-golden-{name}-{tag}-{}.onnx",
         std::process::id()
@@ -42,8 +58,14 @@ fn max_rel_err(ours: &[f32], golden: &[f32]) -> f32 {
         / scale
 }
 
-fn check(name: &str, decompose: bool) {
-    let path = compile(name, decompose);
+fn check_all(name: &str) {
+    check(name, Form::Custom);
+    check(name, Form::Decompose(ExpertForm::Dense));
+    check(name, Form::Decompose(ExpertForm::Gather));
+}
+
+fn check(name: &str, form: Form) {
+    let path = compile(name, form);
     let session = Session::load(&path, SessionOptions::default()).expect("session");
     for golden in ["golden_long", "golden_short", "golden_mem"] {
         let file = model_dir(name).join(format!("{golden}.safetensors"));
@@ -71,11 +93,8 @@ fn check(name: &str, decompose: bool) {
             };
             let want = read_f32(&file, &st, &chunk.replace("tokens", "logits")).expect("logits");
             let err = max_rel_err(&logits.data, want.data());
-            println!("{name} decompose={decompose} {golden} {chunk}: max rel err {err:.3e}");
-            assert!(
-                err <= TOL,
-                "{name} decompose={decompose} {golden} {chunk}: {err}"
-            );
+            println!("{name} {form:?} {golden} {chunk}: max rel err {err:.3e}");
+            assert!(err <= TOL, "{name} {form:?} {golden} {chunk}: {err}");
         }
     }
     let _ = std::fs::remove_file(path);
@@ -83,30 +102,25 @@ fn check(name: &str, decompose: bool) {
 
 #[test]
 fn rope() {
-    check("rope", false);
-    check("rope", true);
+    check_all("rope");
 }
 
 #[test]
 fn xl_with_memory() {
-    check("xl", false);
-    check("xl", true);
+    check_all("xl");
 }
 
 #[test]
 fn switchall_with_memory() {
-    check("switchall", false);
-    check("switchall", true);
+    check_all("switchall");
 }
 
 #[test]
 fn dense() {
-    check("dense", false);
-    check("dense", true);
+    check_all("dense");
 }
 
 #[test]
 fn gated() {
-    check("gated", false);
-    check("gated", true);
+    check_all("gated");
 }

@@ -1,5 +1,5 @@
-//! Emits a model as ONNX: `emit_onnx MODEL OUT.onnx [--decompose] [--kv-cache]
-//! [--dtype f32|f16|bf16] [--external-data]` (the last forces initializers into
+//! Emits a model as ONNX: `emit_onnx MODEL OUT.onnx [--decompose] [--experts dense|gather]
+//! [--kv-cache] [--dtype f32|f16|bf16] [--external-data]` (the last forces initializers into
 //! `OUT.onnx.data`, for testing; `--kv-cache` is for RoPE models only).
 
 use std::path::Path;
@@ -7,7 +7,9 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use switchhead_compiler::import::{LoadOptions, load_model};
 use switchhead_compiler::ir::lower;
-use switchhead_compiler::onnx::{EmitOptions, WeightDType, emit, write, write_with_limit};
+use switchhead_compiler::onnx::{
+    EmitOptions, ExpertForm, WeightDType, emit, write, write_with_limit,
+};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,6 +22,13 @@ fn main() -> anyhow::Result<()> {
             "--decompose" => opts.decompose = true,
             "--kv-cache" => opts.kv_cache = true,
             "--external-data" => external = true,
+            "--experts" => {
+                opts.experts = match it.next().map(String::as_str) {
+                    Some("dense") => ExpertForm::Dense,
+                    Some("gather") => ExpertForm::Gather,
+                    other => bail!("--experts takes dense|gather, got {other:?}"),
+                }
+            }
             "--dtype" => {
                 opts.dtype = match it.next().map(String::as_str) {
                     Some("f32") => WeightDType::F32,
@@ -33,7 +42,7 @@ fn main() -> anyhow::Result<()> {
     }
     let [model, out] = paths.as_slice() else {
         bail!(
-            "usage: emit_onnx MODEL OUT.onnx [--decompose] [--kv-cache] [--dtype f32|f16|bf16] [--external-data]"
+            "usage: emit_onnx MODEL OUT.onnx [--decompose] [--experts dense|gather] [--kv-cache] [--dtype f32|f16|bf16] [--external-data]"
         )
     };
     let model = load_model(Path::new(model), &LoadOptions::default())

@@ -38,7 +38,7 @@ use std::path::Path;
 use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, Op, PosEncoding};
 
 use super::builder::{Builder, attr_f, attr_i, attr_s};
-use super::decompose::{OpContext, decompose, decompose_attention_kv};
+use super::decompose::{ExpertForm, OpContext, decompose, decompose_attention_kv};
 use super::proto::{
     AttributeProto, FunctionProto, GraphProto, ModelProto, OperatorSetIdProto,
     StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto, data_type,
@@ -79,6 +79,9 @@ pub struct EmitOptions {
     pub kv_cache: bool,
     /// Training context / chunk length, written as `switchhead.chunk_size` metadata if known.
     pub chunk_size: Option<usize>,
+    /// Formulation of the routed experts in the standard-op decomposition (the `--decompose`
+    /// graph and the custom ops' function bodies).
+    pub experts: ExpertForm,
 }
 
 /// Why a model could not be emitted or written.
@@ -113,7 +116,7 @@ pub fn emit(graph: &Graph, weights: &Weights, opts: &EmitOptions) -> Result<Mode
         let inputs: Vec<String> = node.inputs.iter().map(|&v| value_name(graph, v)).collect();
         let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         let out = value_name(graph, node.outputs[0]);
-        let ctx = context(graph, &node.op, &node.inputs);
+        let ctx = context(graph, &node.op, &node.inputs, opts.experts);
         let mut b = Builder::new(format!("{}/", node.name));
         if let (true, Op::MoEAttention(a)) = (opts.kv_cache, &node.op) {
             let layer = kv_inputs.len() / 2;
@@ -296,8 +299,8 @@ fn value_name(graph: &Graph, v: ValueId) -> String {
     }
 }
 
-/// D from the op's first weight (`[.., D]`) when it is a known shape.
-fn context(graph: &Graph, op: &Op, inputs: &[ValueId]) -> OpContext {
+/// D from the op's first weight (`[.., D]`) when it is a known shape, and the expert form.
+fn context(graph: &Graph, op: &Op, inputs: &[ValueId], experts: ExpertForm) -> OpContext {
     let weight = match op {
         Op::MoEAttention(_) => inputs.get(2),
         _ => None,
@@ -309,7 +312,7 @@ fn context(graph: &Graph, op: &Op, inputs: &[ValueId]) -> OpContext {
             _ => None,
         })
         .unwrap_or(0);
-    OpContext { d_model }
+    OpContext { d_model, experts }
 }
 
 /// The `ai.switchhead` attributes of a custom-domain op, or None for ops always decomposed.

@@ -9,6 +9,7 @@ pub mod emit;
 pub mod proto;
 pub mod stream;
 
+pub use decompose::ExpertForm;
 pub use emit::{
     DOMAIN, EmitError, EmitOptions, IR_VERSION, OPSET, WeightDType, emit, write, write_with_limit,
 };

@@ -21,11 +21,30 @@ use switchhead_ops::op::Op;
 use super::builder::Builder;
 use super::emit::EmitError;
 
+/// How routed experts (MoEAttention's value and output experts, SigmaMoE) are decomposed.
+/// Both are exact; they differ in work and memory traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExpertForm {
+    /// Every expert of every token with plain MatMuls over the stacked weights, weighted by the
+    /// top-k gates scattered into a dense `[.., E]` gate tensor (zeros elsewhere): E/k times the
+    /// needed expert FLOPs, but large dense GEMMs.
+    #[default]
+    Dense,
+    /// Only the k selected experts: `Gather` the selected expert matrices per token
+    /// (`[B, L, G, k, rows, cols]`), a batched vector-matrix MatMul per (token, slot), then the
+    /// gate-weighted sum over the k slots. The needed FLOPs only, but each token reads its own
+    /// k matrices (memory-bound, and the gathered copy is `k*rows*cols` floats per token and
+    /// group).
+    Gather,
+}
+
 /// Static facts a decomposition needs beyond the op's attributes.
 #[derive(Debug, Clone, Copy)]
 pub struct OpContext {
     /// Model width D (the XL sinusoid needs it statically).
     pub d_model: usize,
+    /// Formulation of the routed experts.
+    pub experts: ExpertForm,
 }
 
 /// Appends the decomposition of `op` on `inputs` to `b`; returns the output value name.
@@ -51,7 +70,7 @@ pub fn decompose(
         Op::ConcatSeq => concat_seq::concat_seq(b, inputs),
         Op::DenseFfn => dense_ffn::dense_ffn(b, inputs),
         Op::MoEAttention(a) => moe_attention::moe_attention(b, a, inputs, ctx)?,
-        Op::SigmaMoe(a) => sigma_moe::sigma_moe(b, a, inputs),
+        Op::SigmaMoe(a) => sigma_moe::sigma_moe(b, a, inputs, ctx.experts),
     })
 }
 

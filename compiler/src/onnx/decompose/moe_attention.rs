@@ -1,12 +1,15 @@
-//! `MoEAttention` -> standard ops, in the dense-experts formulation.
+//! `MoEAttention` -> standard ops; ExpertsVO's experts in either [`ExpertForm`].
 //!
 //! `q = (xq @ Wq^T) s`, `k = (xkv @ Wk^T) s`, `s = dh^-0.25`, split into heads `[B, H, L, dh]`.
-//! Values: ExpertsVO computes all E experts' values `[B, Tk, H, E, dh]` and sums them over E
-//! weighted by the dense gate of the value router (run on the key/value side); Gated/Dense use
-//! one projection. Positions: RoPE on q (positions Tk-T..Tk-1) and k (0..Tk-1), or the XL term
-//! added to the logits. Causal mask with -inf, Softmax, `R = P V`. Outputs: ExpertsVO weights
+//! Values: ExpertsVO, dense form, computes all E experts' values `[B, Tk, H, E, dh]` and sums
+//! them over E weighted by the dense gate of the value router (run on the key/value side);
+//! gather form gathers each token's k selected `Wv` matrices `[B, Tk, H, k, D, dh]`, one
+//! vector-matrix product per slot, gate-weighted sum over k. Gated/Dense use one projection. Positions: RoPE on q (positions Tk-T..Tk-1) and k (0..Tk-1), or the XL term
+//! added to the logits. Causal mask with -inf, Softmax, `R = P V`. Outputs: ExpertsVO, dense form, weights
 //! `R[b,t,h]` by the dense output gate per expert and does one MatMul with Wo as
-//! `[H*E*dh, D]` (a sum over heads and experts); Gated scales each head by
+//! `[H*E*dh, D]` (a sum over heads and experts); gather form multiplies `R[b,t,h]` by each
+//! token's k selected `Wo` matrices `[B, T, H, k, dh, D]` and sums the gated products over
+//! heads and slots; Gated scales each head by
 //! `sigmoid(xq @ So^T)`; Dense projects with Wo^T.
 //!
 //! KV-cache form ([`moe_attention_kv`], RoPE only): two more inputs, the past key and value
@@ -18,10 +21,10 @@
 use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding};
 use switchhead_ops::rope::Rope;
 
-use super::OpContext;
 use super::common::{bin, dim, matmul_t, reshape, transpose, unsqueeze};
 use super::positions::{Lengths, causal_hidden, rope, xl_term};
-use super::router::dense_gates;
+use super::router::{Routing, dense_gates, top_gates};
+use super::{ExpertForm, OpContext};
 use crate::onnx::builder::{Builder, attr_i, tensor_f32};
 use crate::onnx::emit::EmitError;
 
@@ -81,7 +84,7 @@ fn attention(
             (len, Some(p))
         }
     };
-    let v = values(b, a, i, &len)?;
+    let v = values(b, a, i, ctx.experts);
     let (q, k, rel) = match a.pos {
         PosEncoding::Rope {
             rotate_fraction,
@@ -140,7 +143,7 @@ fn attention(
     let p = b.op("Softmax", &[&logits], vec![attr_i("axis", -1)]);
     let r = bin(b, "MatMul", &p, &v);
     let r = transpose(b, &r, &[0, 2, 1, 3]);
-    Ok((outputs(b, a, i, &r), present))
+    Ok((outputs(b, a, i, &r, ctx.experts), present))
 }
 
 fn unsupported(reason: String) -> EmitError {
@@ -175,42 +178,81 @@ fn split_heads(b: &mut Builder, x: &str, h: i64, dh: i64) -> String {
     transpose(b, &x, &[0, 2, 1, 3])
 }
 
+/// The routing of an ExpertsVO layer's value or output experts.
+fn routing(a: &MoeAttentionAttrs) -> Routing {
+    Routing {
+        groups: a.heads as i64,
+        experts: a.experts as i64,
+        k: a.k as i64,
+    }
+}
+
 /// Values `[B, H, Tk, dh]`.
-fn values(
-    b: &mut Builder,
-    a: &MoeAttentionAttrs,
-    i: &[&str],
-    _len: &Lengths,
-) -> Result<String, EmitError> {
+fn values(b: &mut Builder, a: &MoeAttentionAttrs, i: &[&str], form: ExpertForm) -> String {
     let (h, e, dh) = (a.heads as i64, a.experts as i64, a.d_head as i64);
     let xkv = i[1];
     if a.variant != AttentionVariant::ExpertsVO {
         let v = matmul_t(b, xkv, i[4]);
-        return Ok(split_heads(b, &v, h, dh));
+        return split_heads(b, &v, h, dh);
     }
-    let gate = dense_gates(b, xkv, i[6], h, e, a.k as i64);
-    let gate = unsqueeze(b, &gate, &[4]);
-    let w = transpose(b, i[4], &[1, 0, 2]);
-    let w = reshape(b, &w, &[0, h * e * dh]);
-    let all = bin(b, "MatMul", xkv, &w);
-    let all = reshape(b, &all, &[0, 0, h, e, dh]);
-    let weighted = bin(b, "Mul", &all, &gate);
-    let axes = b.ints(&[3]);
-    let v = b.op(
-        "ReduceSum",
-        &[&weighted, &axes],
-        vec![attr_i("keepdims", 0)],
-    );
-    Ok(transpose(b, &v, &[0, 2, 1, 3]))
+    let v = match form {
+        ExpertForm::Dense => {
+            let gate = dense_gates(b, xkv, i[6], routing(a));
+            let gate = unsqueeze(b, &gate, &[4]);
+            let w = transpose(b, i[4], &[1, 0, 2]);
+            let w = reshape(b, &w, &[0, h * e * dh]);
+            let all = bin(b, "MatMul", xkv, &w);
+            let all = reshape(b, &all, &[0, 0, h, e, dh]);
+            let weighted = bin(b, "Mul", &all, &gate);
+            let axes = b.ints(&[3]);
+            b.op(
+                "ReduceSum",
+                &[&weighted, &axes],
+                vec![attr_i("keepdims", 0)],
+            )
+        }
+        ExpertForm::Gather => {
+            // x [B,Tk,1,1,1,D] @ Wv[ids] [B,Tk,H,k,D,dh] -> [B,Tk,H,k,1,dh]
+            let x = unsqueeze(b, xkv, &[2, 3, 4]);
+            gathered_sum(b, &x, (xkv, i[6], i[4]), routing(a), &[3, 4])
+        }
+    };
+    transpose(b, &v, &[0, 2, 1, 3])
+}
+
+/// Gather form: `sum_j gate_j * (x @ W[id_j])` reduced over `axes` (the slot axis 3 and the
+/// row axis 4, plus heads for the output). `(router_x, sel, w)`: the router's input, its
+/// selection weight and the stacked expert weight `[H*E, rows, cols]`; `x` is broadcast
+/// against the gathered `[B, L, H, k, rows, cols]`.
+fn gathered_sum(
+    b: &mut Builder,
+    x: &str,
+    (router_x, sel, w): (&str, &str, &str),
+    r: Routing,
+    axes: &[i64],
+) -> String {
+    let (gate, ids) = top_gates(b, router_x, sel, r);
+    let wg = b.op("Gather", &[w, &ids], vec![attr_i("axis", 0)]);
+    let y = bin(b, "MatMul", x, &wg);
+    let gate = unsqueeze(b, &gate, &[4, 5]);
+    let y = bin(b, "Mul", &y, &gate);
+    let axes = b.ints(axes);
+    b.op("ReduceSum", &[&y, &axes], vec![attr_i("keepdims", 0)])
 }
 
 /// Output projection of R `[B, T, H, dh]` -> `[B, T, D]`.
-fn outputs(b: &mut Builder, a: &MoeAttentionAttrs, i: &[&str], r: &str) -> String {
+fn outputs(
+    b: &mut Builder,
+    a: &MoeAttentionAttrs,
+    i: &[&str],
+    r: &str,
+    form: ExpertForm,
+) -> String {
     let (h, e, dh) = (a.heads as i64, a.experts as i64, a.d_head as i64);
     let xq = i[0];
-    match a.variant {
-        AttentionVariant::ExpertsVO => {
-            let gate = dense_gates(b, xq, i[7], h, e, a.k as i64);
+    match (a.variant, form) {
+        (AttentionVariant::ExpertsVO, ExpertForm::Dense) => {
+            let gate = dense_gates(b, xq, i[7], routing(a));
             let gate = unsqueeze(b, &gate, &[4]);
             let r = unsqueeze(b, r, &[3]);
             let rw = bin(b, "Mul", &r, &gate);
@@ -218,7 +260,12 @@ fn outputs(b: &mut Builder, a: &MoeAttentionAttrs, i: &[&str], r: &str) -> Strin
             let wo = reshape(b, i[5], &[h * e * dh, -1]);
             bin(b, "MatMul", &rw, &wo)
         }
-        AttentionVariant::Gated => {
+        (AttentionVariant::ExpertsVO, ExpertForm::Gather) => {
+            // R [B,T,H,1,1,dh] @ Wo[ids] [B,T,H,k,dh,D] -> [B,T,H,k,1,D], summed over H, k.
+            let r = unsqueeze(b, r, &[3, 4]);
+            gathered_sum(b, &r, (xq, i[7], i[5]), routing(a), &[2, 3, 4])
+        }
+        (AttentionVariant::Gated, _) => {
             let g = matmul_t(b, xq, i[6]);
             let g = b.op("Sigmoid", &[&g], vec![]);
             let g = unsqueeze(b, &g, &[3]);
@@ -226,7 +273,7 @@ fn outputs(b: &mut Builder, a: &MoeAttentionAttrs, i: &[&str], r: &str) -> Strin
             let r = reshape(b, &r, &[0, 0, h * dh]);
             matmul_t(b, &r, i[5])
         }
-        AttentionVariant::Dense => {
+        (AttentionVariant::Dense, _) => {
             let r = reshape(b, r, &[0, 0, h * dh]);
             matmul_t(b, &r, i[5])
         }
