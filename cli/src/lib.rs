@@ -1,5 +1,6 @@
 //! Shared pieces of the `switchhead` command-line tools: one module per subcommand.
 
+pub mod bench;
 pub mod compile;
 pub mod inspect;
 pub mod logits;

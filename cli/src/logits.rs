@@ -130,7 +130,7 @@ fn run_cpu(args: &Args, chunks: &[Tokens]) -> Result<Vec<Tensor>> {
 }
 
 /// A compiled ONNX file in the temp folder, removed when dropped.
-struct TempOnnx(PathBuf);
+pub(crate) struct TempOnnx(pub(crate) PathBuf);
 
 impl Drop for TempOnnx {
     fn drop(&mut self) {
@@ -138,7 +138,8 @@ impl Drop for TempOnnx {
     }
 }
 
-fn compile_to_temp(model: &ModelArg) -> Result<TempOnnx> {
+/// Compiles a checkpoint to the default ONNX form in the temp folder.
+pub(crate) fn compile_to_temp(model: &ModelArg) -> Result<TempOnnx> {
     let loaded = model.load()?;
     let proto = emit(&lower(&loaded), &loaded.weights, &EmitOptions::default())?;
     let path = std::env::temp_dir().join(format!(

@@ -1,13 +1,13 @@
-//! `switchhead`: inspect, synthesize and run SwitchHead models.
+//! `switchhead`: inspect, synthesize, run and time SwitchHead models.
 
 use clap::{Parser, Subcommand};
-use switchhead_cli::{inspect, logits, synth};
+use switchhead_cli::{bench, inspect, logits, synth};
 
 #[derive(Parser)]
 #[command(
     name = "switchhead",
     version,
-    about = "Inspect, synthesize and run SwitchHead models"
+    about = "Inspect, synthesize, run and time SwitchHead models"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -22,6 +22,8 @@ enum Command {
     Synth(synth::Args),
     /// Compute logits for tokens read from a safetensors file.
     Logits(logits::Args),
+    /// Time the runtime on a model: forward passes or decode steps on random tokens.
+    Bench(bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,6 +32,7 @@ fn main() -> std::process::ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Logits(a) => logits::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     switchhead_cli::exit_code(result)
 }

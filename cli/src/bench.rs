@@ -1,0 +1,284 @@
+//! `switchhead bench MODEL --batch B --seq T --runs N [--warmup W] [--threads N] [--decode N]
+//! [--json]`: wall-clock timing of the runtime on one model.
+//!
+//! MODEL is any file [`Session::load`] accepts (an ONNX file from `switchhead-compile`, or a
+//! native plan) or a checkpoint (a directory, `.safetensors` or `.pth`), compiled in memory to
+//! the default ONNX form first (not timed). Tokens are pseudo-random with a fixed seed
+//! ([`bench_tokens`], reproducible from other languages), the same on every run. XL models run
+//! with empty memory, as [`Session::logits`] does.
+//!
+//! Forward mode times `runs` calls of `logits` on `[batch, seq]` after `warmup` untimed ones
+//! and reports the median, min, p10, p90 and max in milliseconds and the throughput
+//! `batch*seq / median` in tokens/s. Decode mode (`--decode N`) times N single-token decode
+//! steps after a `seq`-token prompt (prefill not timed), repeated `runs` times; it reports the
+//! per-step statistics and `batch / median step` tokens/s.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use switchhead_runtime::{Session, SessionOptions, TokenBatch};
+
+use crate::logits::{TempOnnx, compile_to_temp};
+use crate::model_arg::ModelArg;
+
+/// Arguments of `switchhead bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Sequences per run.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Tokens per sequence (the prompt length with --decode).
+    #[arg(long, default_value_t = 256)]
+    pub seq: usize,
+    /// Timed runs.
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Time this many single-token decode steps after a --seq token prompt instead of a full
+    /// forward pass.
+    #[arg(long, value_name = "N")]
+    pub decode: Option<usize>,
+    /// Seed of the token generator.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Timing statistics over the timed runs (milliseconds).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub p10_ms: f64,
+    pub p90_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Stats {
+    /// Statistics of `times` (at least one); percentiles interpolate linearly between ranks.
+    pub fn of(times: &[Duration]) -> Stats {
+        let mut ms: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        ms.sort_by(f64::total_cmp);
+        Stats {
+            median_ms: percentile(&ms, 0.5),
+            min_ms: ms.first().copied().unwrap_or(f64::NAN),
+            p10_ms: percentile(&ms, 0.1),
+            p90_ms: percentile(&ms, 0.9),
+            max_ms: ms.last().copied().unwrap_or(f64::NAN),
+        }
+    }
+}
+
+/// The `q` quantile of sorted `ms`, linear between the two nearest ranks.
+fn percentile(ms: &[f64], q: f64) -> f64 {
+    if ms.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q * (ms.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    ms[lo] + (ms[hi] - ms[lo]) * (pos - lo as f64)
+}
+
+/// What `--json` prints.
+#[derive(Debug, Serialize)]
+struct Report {
+    model: String,
+    backend: &'static str,
+    mode: &'static str,
+    batch: usize,
+    seq: usize,
+    decode_steps: Option<usize>,
+    runs: usize,
+    warmup: usize,
+    threads: usize,
+    seed: u64,
+    load_ms: f64,
+    #[serde(flatten)]
+    stats: Stats,
+    tokens_per_s: f64,
+    times_ms: Vec<f64>,
+}
+
+/// Runs `switchhead bench`.
+pub fn run(args: Args) -> Result<()> {
+    if args.batch == 0 || args.seq == 0 || args.runs == 0 {
+        bail!("--batch, --seq and --runs must be at least 1");
+    }
+    let threads = SessionOptions {
+        threads: args.threads,
+        ..Default::default()
+    }
+    .resolved_threads();
+    let start = Instant::now();
+    let (session, _temp) = load(&args.model, threads)?;
+    let load_ms = start.elapsed().as_secs_f64() * 1e3;
+    let tokens = bench_tokens(args.batch, args.seq, session.vocab_size(), args.seed);
+    let tokens = TokenBatch::new(args.batch, args.seq, tokens)?;
+    let (mode, times, per_s) = match args.decode {
+        None => (
+            "forward",
+            time_forward(&session, &tokens, &args)?,
+            args.batch * args.seq,
+        ),
+        Some(steps) => (
+            "decode",
+            time_decode(&session, &tokens, steps, &args)?,
+            args.batch,
+        ),
+    };
+    let stats = Stats::of(&times);
+    let report = Report {
+        model: args.model.model.display().to_string(),
+        backend: session.backend_name(),
+        mode,
+        batch: args.batch,
+        seq: args.seq,
+        decode_steps: args.decode,
+        runs: args.runs,
+        warmup: args.warmup,
+        threads,
+        seed: args.seed,
+        load_ms,
+        tokens_per_s: per_s as f64 / (stats.median_ms / 1e3),
+        stats,
+        times_ms: times.iter().map(|d| d.as_secs_f64() * 1e3).collect(),
+    };
+    match args.json {
+        true => println!("{}", serde_json::to_string(&report)?),
+        false => print_text(&report),
+    }
+    Ok(())
+}
+
+fn print_text(r: &Report) {
+    let s = &r.stats;
+    println!(
+        "model: {} (backend {}, {} threads)",
+        r.model, r.backend, r.threads
+    );
+    let what = match r.decode_steps {
+        None => format!("forward [{}, {}]", r.batch, r.seq),
+        Some(n) => format!(
+            "decode {n} steps after a {}-token prompt, batch {}",
+            r.seq, r.batch
+        ),
+    };
+    println!(
+        "{what}, {} runs after {} warmup, load {:.1} ms",
+        r.runs, r.warmup, r.load_ms
+    );
+    let unit = if r.decode_steps.is_some() {
+        " per step"
+    } else {
+        ""
+    };
+    println!("median: {:.3} ms{unit}", s.median_ms);
+    println!(
+        "spread: min {:.3} ms, p10 {:.3} ms, p90 {:.3} ms, max {:.3} ms",
+        s.min_ms, s.p10_ms, s.p90_ms, s.max_ms
+    );
+    println!("throughput: {:.1} tokens/s", r.tokens_per_s);
+}
+
+/// The session, and the temporary ONNX file a checkpoint was compiled to (kept alive).
+fn load(model: &ModelArg, threads: usize) -> Result<(Session, Option<TempOnnx>)> {
+    let temp = match is_checkpoint(&model.model) {
+        true => Some(compile_to_temp(model)?),
+        false => None,
+    };
+    let path = temp
+        .as_ref()
+        .map_or(model.model.as_path(), |t| t.0.as_path());
+    let opts = SessionOptions {
+        threads: Some(threads),
+        ..Default::default()
+    };
+    let session = Session::load(path, opts).with_context(|| model.model.display().to_string())?;
+    Ok((session, temp))
+}
+
+/// A checkpoint (compiled first) rather than a model file for [`Session::load`].
+fn is_checkpoint(path: &Path) -> bool {
+    path.is_dir()
+        || path
+            .extension()
+            .is_some_and(|e| e == "safetensors" || e == "pth" || e == "pt")
+}
+
+fn time_forward(session: &Session, tokens: &TokenBatch, args: &Args) -> Result<Vec<Duration>> {
+    for _ in 0..args.warmup {
+        session.logits(tokens)?;
+    }
+    let mut times = Vec::with_capacity(args.runs);
+    for _ in 0..args.runs {
+        let start = Instant::now();
+        let logits = session.logits(tokens)?;
+        times.push(start.elapsed());
+        std::hint::black_box(logits);
+    }
+    Ok(times)
+}
+
+fn time_decode(
+    _session: &Session,
+    _prompt: &TokenBatch,
+    _steps: usize,
+    _args: &Args,
+) -> Result<Vec<Duration>> {
+    bail!(
+        "--decode is not yet available: the runtime has no incremental decoder (Session::decoder) in this build"
+    )
+}
+
+/// `batch * seq` pseudo-random tokens in `0..vocab`: token i (row-major) is
+/// `splitmix64(seed + (i + 1) * 0x9E3779B97F4A7C15) % vocab` (wrapping arithmetic), which
+/// other tools can reproduce exactly.
+pub fn bench_tokens(batch: usize, seq: usize, vocab: usize, seed: u64) -> Vec<i64> {
+    let vocab = vocab.max(1) as u64;
+    (0..(batch * seq) as u64)
+        .map(|i| (mix(seed.wrapping_add((i + 1).wrapping_mul(GOLDEN))) % vocab) as i64)
+        .collect()
+}
+
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The splitmix64 finaliser.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_interpolate_between_ranks() {
+        let times: Vec<Duration> = [5, 1, 3, 2, 4].map(Duration::from_millis).to_vec();
+        let s = Stats::of(&times);
+        assert_eq!((s.min_ms, s.median_ms, s.max_ms), (1.0, 3.0, 5.0));
+        assert!((s.p10_ms - 1.4).abs() < 1e-9 && (s.p90_ms - 4.6).abs() < 1e-9);
+    }
+
+    #[test]
+    fn tokens_are_in_range_and_reproducible() {
+        let a = bench_tokens(2, 50, 17, 7);
+        assert_eq!(a, bench_tokens(2, 50, 17, 7));
+        assert_ne!(a, bench_tokens(2, 50, 17, 8));
+        assert!(a.iter().all(|&t| (0..17).contains(&t)));
+        // Pinned so that scripts/bench/race.py's copy of the generator stays in step.
+        assert_eq!(bench_tokens(1, 4, 8000, 0), vec![7535, 3700, 1679, 6444]);
+    }
+}
