@@ -1,0 +1,506 @@
+#!/usr/bin/env python3
+"""The race: our runtime against ONNX Runtime, plain tract and PyTorch eager, side by side.
+
+One run, one machine, the same synthetic weights and the same tokens for every engine, the same
+thread count (default 2), engines run one after another (never concurrently). Per case:
+
+  ours        `switchhead bench` on the default ONNX file (ai.switchhead custom ops)
+  ours-plan   `switchhead bench` on a `.shplan` native plan, if `switchhead-compile -o x.shplan`
+              is supported by the build (detected from `switchhead-compile --help`)
+  tract       `switchhead bench` on the `--decompose` file (standard ops only: plain tract)
+  ort         ONNX Runtime CPU on `--decompose --experts gather` and `--experts dense`
+              (both reported; the faster one races)
+  torch       PyTorch eager (scripts/bench/torch_model.py), experts `sorted` (one matmul per
+              expert over its routed tokens) and `dense` (all experts, masked gates); both
+              reported, the faster one races. Its logits are checked against our runtime's
+              (`switchhead logits`, same tokens) to 1e-3 max relative error before timing.
+  ORT's logits are checked against ours the same way.
+
+Forward cases time `batch x seq` full forward passes (XL models with empty memory). The decode
+case (a RoPE variant of c4-47m, `switchhead synth --pos-encoding rope`) times single-token steps
+after a `seq`-token prompt (prompt not timed): ours via `switchhead bench --decode`, ORT via a
+`--decompose --kv-cache` file (gather and dense), PyTorch with its own KV cache.
+
+Reported: median with spread (p10-p90, min-max), tokens/s, ratio engine/ours (>1: ours is
+faster), achieved GFLOP/s of the whole pass (`forward_flops`: only the needed FLOPs) and its
+share of a large fp32 GEMM ceiling measured in the same run (max of ONNX Runtime MatMul,
+torch.matmul and numpy.matmul at the same thread count).
+
+Usage (repository root; needs a release build and a Python with torch, onnxruntime, onnx,
+numpy, safetensors):
+  cargo build --release -p switchhead-cli
+  python scripts/bench/race.py [--cases c4-47m-b1,c4-47m-b8,...] [--quick] [--threads 2]
+      [--runs 10] [--warmup 2] [--bin-dir target/release] [--cache DIR] [--keep] [--out FILE.md]
+Checkpoints and compiled files go to --cache (default: a temp dir, removed per case unless
+--keep): c4-262m is about 1 GB per copy.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+# name -> (synth args, batch, seq, mode)
+CASES = {
+    "c4-47m-b1": (["--preset", "c4-47m"], 1, 256, "forward"),
+    "c4-47m-b8": (["--preset", "c4-47m"], 8, 256, "forward"),
+    "c4-262m-b1": (["--preset", "c4-262m"], 1, 512, "forward"),
+    "switchall-259m-b1": (["--preset", "switchall-259m"], 1, 512, "forward"),
+    "dense-c4-262m-b1": (["--preset", "dense-c4-262m"], 1, 512, "forward-ours"),
+    "c4-47m-rope-decode": (["--preset", "c4-47m", "--pos-encoding", "rope"], 1, 256, "decode"),
+}
+QUICK_CASES = ["c4-47m-b1", "c4-47m-rope-decode"]
+
+
+# ----------------------------------------------------------------------------- FLOPs
+
+def forward_flops(cfg, batch, t_new, t_keys):
+    """FLOPs (2 per multiply-add) of one pass over `t_new` new tokens per sequence attending to
+    `t_keys` keys, counting only what the model needs:
+      - routed experts: k of E per head (attention V and O), K_ff of N_E (σ-MoE), not all E;
+      - attention scores and P@V over the full T x Tk rectangle (what every engine here computes;
+        the causal half is not subtracted), plus the XL position term (q . Kp over Tk positions
+        and the Kp projection of Tk sinusoids, once per batch);
+      - projections, routers, FFN, output layer; embedding lookups, LayerNorm, softmax and
+        elementwise work are not counted."""
+    D, L, V = cfg["d_model"], cfg["n_layers"], cfg["vocab_size"]
+    H, dh = cfg["n_heads"], cfg["d_head"]
+    n = batch * t_new  # new tokens
+    mm = lambda rows, inner, cols: 2 * rows * inner * cols  # noqa: E731
+    att = mm(n, D, H * dh) * 2  # q and k projections
+    if cfg.get("attention", "switchhead") == "dense":
+        att += mm(n, D, H * dh) * 2  # v and o projections
+    else:
+        E, k = cfg["n_experts"], cfg["moe_k"]
+        att += mm(n, D, H * E) * 2  # value and output routers
+        att += mm(n, D, dh) * H * k  # k value experts per head
+        att += mm(n, dh, D) * H * k  # k output experts per head
+    att += mm(batch * H * t_new, dh, t_keys) * 2  # scores and P @ V
+    if cfg["pos_encoding"] == "xl":
+        att += mm(batch * H * t_new, dh, t_keys) + mm(t_keys, D, H * dh)
+    if cfg.get("ffn", "dense") == "sigma_moe":
+        ne, g, kf = cfg["ffn_n_experts"], cfg["ffn_expert_size"], cfg["ffn_k"]
+        ffn = mm(n, D, ne) + kf * (mm(n, D, g) + mm(n, g, D))
+    else:
+        ffn = mm(n, D, cfg["d_ff"]) * 2
+    return L * (att + ffn) + mm(n, D, V)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def bench_tokens(batch, seq, vocab, seed=0):
+    """The token generator of `switchhead bench` (cli/src/bench.rs::bench_tokens)."""
+    m = (1 << 64) - 1
+    out = []
+    for i in range(batch * seq):
+        z = (seed + (i + 1) * 0x9E3779B97F4A7C15) & m
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+        out.append((z ^ (z >> 31)) % vocab)
+    return np.array(out, dtype=np.int64).reshape(batch, seq)
+
+
+def stats(times_ms):
+    t = np.asarray(times_ms, dtype=np.float64)
+    return {
+        "median_ms": float(np.median(t)),
+        "min_ms": float(t.min()),
+        "p10_ms": float(np.percentile(t, 10)),
+        "p90_ms": float(np.percentile(t, 90)),
+        "max_ms": float(t.max()),
+        "times_ms": [float(x) for x in t],
+    }
+
+
+def timed(fn, runs, warmup):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        s = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - s) * 1e3)
+    return stats(times)
+
+
+def rel_err(a, b):
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def run(cmd, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))}: {r.stderr.strip()[-1500:]}")
+    return r.stdout
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Tools:
+    def __init__(self, bin_dir):
+        self.sh = os.path.join(bin_dir, "switchhead")
+        self.compile = os.path.join(bin_dir, "switchhead-compile")
+        for p in (self.sh, self.compile):
+            if not os.path.exists(p):
+                raise SystemExit(f"{p} not found: cargo build --release -p switchhead-cli (or pass --bin-dir)")
+        self.plan = "shplan" in run([self.compile, "--help"])
+
+    def bench(self, model, batch, seq, runs, warmup, threads, decode=None):
+        cmd = [self.sh, "bench", model, "--batch", str(batch), "--seq", str(seq), "--runs", str(runs),
+               "--warmup", str(warmup), "--threads", str(threads), "--json"]
+        if decode:
+            cmd += ["--decode", str(decode)]
+        return json.loads(run(cmd))
+
+    def logits(self, model, tokens, workdir, threads):
+        from safetensors.numpy import load_file, save_file
+        tin, tout = os.path.join(workdir, "tokens.safetensors"), os.path.join(workdir, "logits.safetensors")
+        save_file({"tokens": tokens}, tin)
+        run([self.sh, "logits", model, "--tokens", tin, "-o", tout, "--threads", str(threads)])
+        out = load_file(tout)["logits"]
+        os.remove(tin), os.remove(tout)
+        return out
+
+
+# ----------------------------------------------------------------------------- engines
+
+def ort_session(path, threads):
+    import onnxruntime as ort
+    o = ort.SessionOptions()
+    o.intra_op_num_threads = threads
+    o.inter_op_num_threads = 1
+    o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
+
+
+def ort_feeds(sess, tokens):
+    feeds = {"tokens": tokens}
+    for i in sess.get_inputs():
+        if i.name.startswith("memory."):
+            feeds[i.name] = np.zeros((tokens.shape[0], 0, i.shape[2]), np.float32)
+    return feeds
+
+
+def ort_forward(path, tokens, threads, runs, warmup, want):
+    sess = ort_session(path, threads)
+    feeds = ort_feeds(sess, tokens)
+    logits = sess.run(["logits"], feeds)[0]
+    s = timed(lambda: sess.run(["logits"], feeds), runs, warmup)
+    s["check"] = rel_err(logits, want)
+    return s
+
+
+def ort_decode(path, prompt, nxt, threads, runs, warmup):
+    sess = ort_session(path, threads)
+    past_names = [i.name for i in sess.get_inputs() if i.name.startswith("past_key_values.")]
+    shapes = {i.name: i.shape for i in sess.get_inputs()}
+    outs = ["logits"] + [n.replace("past_key_values.", "present.") for n in past_names]
+    batch, steps = prompt.shape[0], nxt.shape[1]
+
+    def one_run(times):
+        past = {n: np.zeros((batch, shapes[n][1], 0, shapes[n][3]), np.float32) for n in past_names}
+        res = sess.run(outs, {"tokens": prompt, **past})
+        for s in range(steps):
+            past = dict(zip(past_names, res[1:]))
+            t0 = time.perf_counter()
+            res = sess.run(outs, {"tokens": nxt[:, s : s + 1], **past})
+            if times is not None:
+                times.append((time.perf_counter() - t0) * 1e3)
+
+    for _ in range(warmup):
+        one_run(None)
+    times = []
+    for _ in range(runs):
+        one_run(times)
+    return stats(times)
+
+
+def torch_forward(ckpt, form, tokens, threads, runs, warmup, want):
+    import torch
+    import torch_model
+    torch.set_num_threads(threads)
+    lm = torch_model.load(ckpt, form)
+    t = torch.from_numpy(tokens)
+    logits = lm.forward(t)[0].numpy()
+    err = rel_err(logits, want)
+    if err > 1e-3:
+        raise RuntimeError(f"torch/{form} logits differ from our runtime's: max rel err {err:.2e}")
+    s = timed(lambda: lm.forward(t), runs, warmup)
+    s["check"] = err
+    return s
+
+
+def torch_decode(ckpt, form, prompt, nxt, threads, runs, warmup):
+    import torch
+    import torch_model
+    torch.set_num_threads(threads)
+    lm = torch_model.load(ckpt, form)
+    p, nxt, steps = torch.from_numpy(prompt), torch.from_numpy(nxt), nxt.shape[1]
+
+    def one_run(times):
+        _, cache = lm.forward(p)
+        for s in range(steps):
+            t0 = time.perf_counter()
+            _, cache = lm.forward(nxt[:, s : s + 1], cache)
+            if times is not None:
+                times.append((time.perf_counter() - t0) * 1e3)
+
+    for _ in range(warmup):
+        one_run(None)
+    times = []
+    for _ in range(runs):
+        one_run(times)
+    return stats(times)
+
+
+def gemm_ceiling(n, threads, runs=5):
+    """GFLOP/s of an n^3 fp32 matmul in ORT, torch and numpy (same thread count)."""
+    import onnx
+    from onnx import TensorProto, helper
+    flops = 2 * n**3
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    res = {}
+    g = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "mm",
+                          [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "ab"],
+                          [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    with tempfile.NamedTemporaryFile(suffix=".onnx", delete=False) as f:
+        f.write(m.SerializeToString())
+    sess = ort_session(f.name, threads)
+    os.remove(f.name)
+    res["onnxruntime MatMul"] = timed(lambda: sess.run(["c"], {"a": a, "b": b}), runs, 1)
+    import torch
+    torch.set_num_threads(threads)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    res["torch.matmul"] = timed(lambda: ta @ tb, runs, 1)
+    res["numpy.matmul"] = timed(lambda: a @ b, runs, 1)  # BLAS threads: OMP/OPENBLAS_NUM_THREADS
+    return {k: flops / (v["median_ms"] / 1e3) / 1e9 for k, v in res.items()}
+
+
+# ----------------------------------------------------------------------------- cases
+
+def model_key(case):
+    """Cases of one checkpoint share a cache folder: the case name without its batch suffix."""
+    stem, _, batch = case.rpartition("-b")
+    return stem if stem and batch.isdigit() else case
+
+
+def prepare(tools, name, synth_args, cache, kinds):
+    """Synth checkpoint + the compiled files `kinds` needs; returns (ckpt dir, {kind: path})."""
+    d = os.path.join(cache, model_key(name))
+    ckpt = os.path.join(d, "ckpt")
+    if not os.path.exists(os.path.join(ckpt, "model.safetensors")):
+        log(f"[{name}] synth {' '.join(synth_args)}")
+        run([tools.sh, "synth", *synth_args, "-o", ckpt])
+    flags = {
+        "custom": [], "plan": [], "decompose-dense": ["--decompose", "--experts", "dense"],
+        "decompose-gather": ["--decompose", "--experts", "gather"],
+        "kv-custom": ["--kv-cache"],
+        "kv-dense": ["--decompose", "--kv-cache", "--experts", "dense"],
+        "kv-gather": ["--decompose", "--kv-cache", "--experts", "gather"],
+    }
+    files = {}
+    for kind in kinds:
+        out = os.path.join(d, f"{kind}.shplan" if kind == "plan" else f"{kind}.onnx")
+        if not os.path.exists(out):
+            log(f"[{name}] compile {kind}")
+            run([tools.compile, ckpt, "-o", out, *flags[kind]])
+        files[kind] = out
+    return ckpt, files
+
+
+def load_cfg(ckpt):
+    with open(os.path.join(ckpt, "config.json")) as f:
+        return json.load(f)
+
+
+def try_engine(results, label, fn):
+    log(f"    {label} ...")
+    try:
+        results[label] = fn()
+        log(f"    {label}: median {results[label]['median_ms']:.2f} ms")
+    except Exception as e:  # noqa: BLE001 - report every engine, go on
+        text = (str(e).splitlines() or [type(e).__name__])[-1]
+        results[label] = {"error": text.rsplit("error: ", 1)[-1][:200]}
+        log(f"    {label}: FAILED {results[label]['error']}")
+
+
+def forward_case(tools, name, spec, a):
+    synth_args, batch, seq, mode = spec
+    kinds = ["custom"] + (["plan"] if tools.plan else [])
+    if mode == "forward":
+        kinds += ["decompose-dense", "decompose-gather"]
+    ckpt, files = prepare(tools, name, synth_args, a.cache, kinds)
+    cfg = load_cfg(ckpt)
+    tokens = bench_tokens(batch, seq, cfg["vocab_size"])
+    r = {}
+    bench = lambda f: lambda: tools.bench(f, batch, seq, a.runs, a.warmup, a.threads)  # noqa: E731
+    try_engine(r, "ours", bench(files["custom"]))
+    if "plan" in files:
+        try_engine(r, "ours-plan", bench(files["plan"]))
+    if mode == "forward":
+        want = tools.logits(files["custom"], tokens, a.cache, a.threads)
+        try_engine(r, "tract (decompose, dense experts)", bench(files["decompose-dense"]))
+        for form in ("gather", "dense"):
+            f = files[f"decompose-{form}"]
+            try_engine(r, f"ort ({form} experts)",
+                       lambda f=f: ort_forward(f, tokens, a.threads, a.runs, a.warmup, want))
+        for form in ("sorted", "dense"):
+            try_engine(r, f"torch ({form} experts)",
+                       lambda form=form: torch_forward(ckpt, form, tokens, a.threads, a.runs, a.warmup, want))
+    flops = forward_flops(cfg, batch, seq, seq)
+    return {"case": name, "mode": "forward", "batch": batch, "seq": seq, "tokens": batch * seq,
+            "flops": flops, "results": r}
+
+
+def decode_case(tools, name, spec, a):
+    synth_args, batch, seq, _ = spec
+    steps = a.decode_steps
+    ckpt, files = prepare(tools, name, synth_args, a.cache, ["custom", "kv-gather", "kv-dense"])
+    cfg = load_cfg(ckpt)
+    prompt = bench_tokens(batch, seq, cfg["vocab_size"])
+    nxt = bench_tokens(batch, steps, cfg["vocab_size"], seed=1)  # the decoded tokens
+    r = {}
+    try_engine(r, "ours", lambda: tools.bench(files["custom"], batch, seq, a.runs, a.warmup, a.threads, steps))
+    for form in ("gather", "dense"):
+        f = files[f"kv-{form}"]
+        try_engine(r, f"ort ({form} experts, kv-cache)",
+                   lambda f=f: ort_decode(f, prompt, nxt, a.threads, a.runs, a.warmup))
+    for form in ("sorted", "dense"):
+        try_engine(r, f"torch ({form} experts, own kv-cache)",
+                   lambda form=form: torch_decode(ckpt, form, prompt, nxt, a.threads, a.runs, a.warmup))
+    flops = forward_flops(cfg, batch, 1, seq + steps // 2)  # one step at the mean context
+    return {"case": name, "mode": "decode", "batch": batch, "seq": seq, "steps": steps, "tokens": batch,
+            "flops": flops, "results": r}
+
+
+# ----------------------------------------------------------------------------- report
+
+def race_pick(results, prefix):
+    """The fastest of the engines whose label starts with prefix (None when all failed)."""
+    ok = [(v["median_ms"], k) for k, v in results.items() if k.startswith(prefix) and "median_ms" in v]
+    return min(ok)[1] if ok else None
+
+
+def table(cases, ceiling):
+    lines = ["| case | engine | median ms | p10-p90 ms | min-max ms | tokens/s | engine/ours | GFLOP/s | % ceiling | logits check |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cases:
+        ours = c["results"].get("ours", {}).get("median_ms")
+        raced = {race_pick(c["results"], p) for p in ("ort", "torch")}
+        what = (f"{c['case']} [{c['batch']}x{c['seq']}]" if c["mode"] == "forward"
+                else f"{c['case']} [{c['batch']}, ctx {c['seq']}, {c['steps']} steps]")
+        for label, v in c["results"].items():
+            if "median_ms" not in v:
+                lines.append(f"| {what} | {label} | n/a: {v['error']} | | | | | | | |")
+                continue
+            med = v["median_ms"]
+            star = " **(raced)**" if label in raced else ""
+            tps = c["tokens"] / (med / 1e3)
+            gflops = c["flops"] / (med / 1e3) / 1e9
+            ratio = f"{med / ours:.2f}" if ours else "-"
+            check = f"{v['check']:.1e}" if "check" in v else ""
+            lines.append(
+                f"| {what} | {label}{star} | {med:.2f} | {v['p10_ms']:.2f}-{v['p90_ms']:.2f} | "
+                f"{v['min_ms']:.2f}-{v['max_ms']:.2f} | {tps:,.0f} | {ratio} | {gflops:.1f} | "
+                f"{100 * gflops / ceiling:.1f}% | {check} |")
+    return "\n".join(lines)
+
+
+def machine():
+    try:
+        model = [l.split(":", 1)[1].strip() for l in run(["lscpu"]).splitlines() if l.startswith("Model name")][0]
+    except Exception:  # noqa: BLE001
+        model = platform.processor() or "unknown"
+    return model, os.cpu_count()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", help=f"comma-separated subset of {','.join(CASES)} (default: all)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: c4-47m cases only, seq 64, 3 runs, 8 decode steps")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--decode-steps", type=int, default=32)
+    ap.add_argument("--gemm-n", type=int, default=2048)
+    ap.add_argument("--bin-dir", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release"))
+    ap.add_argument("--cache", help="checkpoint/compiled-file dir (default: a temp dir)")
+    ap.add_argument("--keep", action="store_true", help="keep the cache dir's files")
+    ap.add_argument("--out", help="also write the markdown report here")
+    ap.add_argument("--json", help="also write the raw results here")
+    a = ap.parse_args()
+    names = a.cases.split(",") if a.cases else list(QUICK_CASES if a.quick else CASES)
+    if a.quick:
+        a.runs, a.warmup, a.decode_steps, a.gemm_n = min(a.runs, 3), 1, 8, 1024
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {unknown}; known: {list(CASES)}")
+    os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(a.threads))
+    tmp = None
+    if a.cache is None:
+        tmp = tempfile.mkdtemp(prefix="switchhead-race-")
+        a.cache = tmp
+    os.makedirs(a.cache, exist_ok=True)
+    tools = Tools(a.bin_dir)
+    log(f"plan output (.shplan) supported: {tools.plan}")
+    log("GEMM ceiling ...")
+    ceilings = gemm_ceiling(a.gemm_n, a.threads)
+    ceiling = max(ceilings.values())
+    cases = []
+    try:
+        for name in names:
+            spec = CASES[name]
+            if a.quick:
+                spec = (spec[0], spec[1], 64, spec[3])
+            log(f"[{name}]")
+            fn = decode_case if spec[3] == "decode" else forward_case
+            cases.append(fn(tools, name, spec, a))
+            later = [model_key(n) for n in names[names.index(name) + 1 :]]
+            if not a.keep and model_key(name) not in later:
+                shutil.rmtree(os.path.join(a.cache, model_key(name)), ignore_errors=True)
+    finally:
+        if tmp and not a.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    model, cores = machine()
+    ceil_txt = ", ".join(f"{k} {v:.0f}" for k, v in ceilings.items())
+    report = [
+        f"Machine: {model}, {cores} logical CPUs; {a.threads} threads for every engine; "
+        f"{a.runs} timed runs after {a.warmup} warmup; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"GEMM ceiling (fp32 {a.gemm_n}^3, GFLOP/s): {ceil_txt}; ceiling = {ceiling:.0f}.",
+        f"Command: `{' '.join([os.path.basename(sys.executable)] + sys.argv)}`",
+        "",
+        table(cases, ceiling),
+        "",
+        "engine/ours: median time of the engine divided by ours (> 1: ours is faster). "
+        "(raced): the faster form of that library. GFLOP/s: `forward_flops` (needed FLOPs only) "
+        "over the median. Decode rows: per-step times, tokens/s = batch / median step. "
+        "logits check: max |a-b| / max |b| against our runtime's logits for the same tokens.",
+    ]
+    text = "\n".join(report)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text + "\n")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"ceilings": ceilings, "cases": cases}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
