@@ -3,15 +3,17 @@
 //!
 //! MODEL is any file [`Session::load`] accepts (an ONNX file from `switchhead-compile`, or a
 //! native plan) or a checkpoint (a directory, `.safetensors` or `.pth`), compiled in memory to
-//! the default ONNX form first (not timed). Tokens are pseudo-random with a fixed seed
+//! the default ONNX form first (with a KV cache for `--decode` on RoPE models; not timed). Tokens are pseudo-random with a fixed seed
 //! ([`bench_tokens`], reproducible from other languages), the same on every run. XL models run
 //! with empty memory, as [`Session::logits`] does.
 //!
 //! Forward mode times `runs` calls of `logits` on `[batch, seq]` after `warmup` untimed ones
 //! and reports the median, min, p10, p90 and max in milliseconds and the throughput
-//! `batch*seq / median` in tokens/s. Decode mode (`--decode N`) times N single-token decode
-//! steps after a `seq`-token prompt (prefill not timed), repeated `runs` times; it reports the
-//! per-step statistics and `batch / median step` tokens/s.
+//! `batch*seq / median` in tokens/s. Decode mode (`--decode N`) runs a [`Session::decoder_batch`]
+//! with no context limit (so no cache restart): a `seq`-token prompt (not timed), then N
+//! single-token steps, each timed (tokens from the generator with seed + 1), repeated `warmup`
+//! + `runs` times; it reports the statistics over all timed steps and `batch / median step`
+//! tokens/s. RoPE files need the KV-cache interface (`switchhead-compile --kv-cache`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -20,8 +22,8 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use switchhead_runtime::{Session, SessionOptions, TokenBatch};
 
-use crate::logits::{TempOnnx, compile_to_temp};
 use crate::model_arg::ModelArg;
+use crate::open::{OpenOptions, Opened, open};
 
 /// Arguments of `switchhead bench`.
 #[derive(Debug, clap::Args)]
@@ -121,7 +123,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     .resolved_threads();
     let start = Instant::now();
-    let (session, _temp) = load(&args.model, threads)?;
+    let loaded = load(&args.model, threads, args.decode.is_some())?;
+    let session = loaded.session();
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     let tokens = bench_tokens(args.batch, args.seq, session.vocab_size(), args.seed);
     let tokens = TokenBatch::new(args.batch, args.seq, tokens)?;
@@ -191,21 +194,38 @@ fn print_text(r: &Report) {
     println!("throughput: {:.1} tokens/s", r.tokens_per_s);
 }
 
-/// The session, and the temporary ONNX file a checkpoint was compiled to (kept alive).
-fn load(model: &ModelArg, threads: usize) -> Result<(Session, Option<TempOnnx>)> {
-    let temp = match is_checkpoint(&model.model) {
-        true => Some(compile_to_temp(model)?),
-        false => None,
-    };
-    let path = temp
-        .as_ref()
-        .map_or(model.model.as_path(), |t| t.0.as_path());
+/// A session on a model file, or on a checkpoint compiled to a temporary file.
+enum Loaded {
+    File(Session),
+    Checkpoint(Opened),
+}
+
+impl Loaded {
+    fn session(&self) -> &Session {
+        match self {
+            Loaded::File(s) => s,
+            Loaded::Checkpoint(o) => &o.session,
+        }
+    }
+}
+
+/// Checkpoints go through [`open`] (with a KV cache for `decode` on RoPE models); anything
+/// else straight to [`Session::load`], which says what it accepts.
+fn load(model: &ModelArg, threads: usize, decode: bool) -> Result<Loaded> {
+    if is_checkpoint(&model.model) {
+        let opts = OpenOptions {
+            threads: Some(threads),
+            kv_cache: decode,
+        };
+        return Ok(Loaded::Checkpoint(open(model, opts)?));
+    }
     let opts = SessionOptions {
         threads: Some(threads),
         ..Default::default()
     };
-    let session = Session::load(path, opts).with_context(|| model.model.display().to_string())?;
-    Ok((session, temp))
+    let session =
+        Session::load(&model.model, opts).with_context(|| model.model.display().to_string())?;
+    Ok(Loaded::File(session))
 }
 
 /// A checkpoint (compiled first) rather than a model file for [`Session::load`].
@@ -230,15 +250,39 @@ fn time_forward(session: &Session, tokens: &TokenBatch, args: &Args) -> Result<V
     Ok(times)
 }
 
+/// Per-step times of `steps` single-token steps after `prompt`, over `runs` decoders (after
+/// `warmup` untimed ones).
 fn time_decode(
-    _session: &Session,
-    _prompt: &TokenBatch,
-    _steps: usize,
-    _args: &Args,
+    session: &Session,
+    prompt: &TokenBatch,
+    steps: usize,
+    args: &Args,
 ) -> Result<Vec<Duration>> {
-    bail!(
-        "--decode is not yet available: the runtime has no incremental decoder (Session::decoder) in this build"
-    )
+    if steps == 0 {
+        bail!("--decode needs at least 1 step");
+    }
+    let next = bench_tokens(
+        args.batch,
+        steps,
+        session.vocab_size(),
+        args.seed.wrapping_add(1),
+    );
+    let mut times = Vec::with_capacity(args.runs * steps);
+    for run in 0..args.warmup + args.runs {
+        let mut decoder = session.decoder_batch(args.batch)?.with_context(None);
+        decoder.step(prompt)?;
+        for s in 0..steps {
+            let ids = (0..args.batch).map(|b| next[b * steps + s]).collect();
+            let token = TokenBatch::new(args.batch, 1, ids)?;
+            let start = Instant::now();
+            let logits = decoder.step(&token)?;
+            if run >= args.warmup {
+                times.push(start.elapsed());
+            }
+            std::hint::black_box(logits);
+        }
+    }
+    Ok(times)
 }
 
 /// `batch * seq` pseudo-random tokens in `0..vocab`: token i (row-major) is

@@ -2,9 +2,13 @@
 
 pub mod bench;
 pub mod compile;
+pub mod eval;
 pub mod inspect;
 pub mod logits;
 pub mod model_arg;
+pub mod open;
+pub mod run;
+pub mod sample;
 pub mod synth;
 
 /// Prints an error chain as one line on stderr and maps the result to an exit code.

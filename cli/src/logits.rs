@@ -5,17 +5,16 @@
 //! `[batch, seq, vocab]`, atomically. MODEL is a checkpoint (compiled in memory for the CPU
 //! executor) or, for the CPU executor, an ONNX file written by `switchhead-compile`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use switchhead_compiler::ir::lower;
-use switchhead_compiler::onnx::{EmitOptions, emit, write};
 use switchhead_compiler::reference::{Memory, ReferenceExecutor, Tokens};
 use switchhead_compiler::tensor_io::{read_token_chunks, write_f32};
 use switchhead_ops::Tensor;
-use switchhead_runtime::{Session, SessionOptions, TokenBatch, XlMemory};
+use switchhead_runtime::{TokenBatch, XlMemory};
 
 use crate::model_arg::ModelArg;
+use crate::open::{OpenOptions, is_compiled, open};
 
 /// Which engine computes the logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -63,7 +62,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn run_reference(args: &Args, chunks: &[Tokens]) -> Result<Vec<Tensor>> {
-    if is_onnx(&args.model.model) {
+    if is_compiled(&args.model.model) {
         bail!(
             "{}: the reference executor runs checkpoints, not ONNX files (use --executor cpu)",
             args.model.model.display()
@@ -84,21 +83,12 @@ fn run_reference(args: &Args, chunks: &[Tokens]) -> Result<Vec<Tensor>> {
 }
 
 fn run_cpu(args: &Args, chunks: &[Tokens]) -> Result<Vec<Tensor>> {
-    let compiled = match is_onnx(&args.model.model) {
-        true => None,
-        false => Some(compile_to_temp(&args.model)?),
+    let opts = OpenOptions {
+        threads: args.threads,
+        kv_cache: false,
     };
-    let path = compiled
-        .as_ref()
-        .map_or(args.model.model.as_path(), |t| t.0.as_path());
-    let session = Session::load(
-        path,
-        SessionOptions {
-            threads: args.threads,
-            ..Default::default()
-        },
-    );
-    let session = session.with_context(|| args.model.model.display().to_string())?;
+    let opened = open(&args.model, opts)?;
+    let session = &opened.session;
     if chunks.len() > 1 && !session.is_xl() {
         bail!(
             "{}: {} chunks, but only XL models take a memory; RoPE models run each input on its own",
@@ -127,38 +117,6 @@ fn run_cpu(args: &Args, chunks: &[Tokens]) -> Result<Vec<Tensor>> {
         )?);
     }
     Ok(outputs)
-}
-
-/// A compiled ONNX file in the temp folder, removed when dropped.
-pub(crate) struct TempOnnx(pub(crate) PathBuf);
-
-impl Drop for TempOnnx {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Compiles a checkpoint to the default ONNX form in the temp folder.
-pub(crate) fn compile_to_temp(model: &ModelArg) -> Result<TempOnnx> {
-    let loaded = model.load()?;
-    let proto = emit(&lower(&loaded), &loaded.weights, &EmitOptions::default())?;
-    let path = std::env::temp_dir().join(format!(
-        "switchhead-{}-{}.onnx",
-        std::process::id(),
-        unique()
-    ));
-    write(proto, &path)?;
-    Ok(TempOnnx(path))
-}
-
-fn unique() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-}
-
-fn is_onnx(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "onnx")
 }
 
 fn output_names(chunks: usize) -> Vec<String> {

@@ -108,3 +108,53 @@ fn bad_arguments_give_one_error_line() {
         "{err}"
     );
 }
+
+#[test]
+fn decode_times_single_token_steps() {
+    let m = model("rope");
+    let args = [
+        &*m.to_string_lossy(),
+        "--seq",
+        "8",
+        "--decode",
+        "3",
+        "--runs",
+        "2",
+        "--json",
+    ];
+    let o = bench(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["mode"], "decode");
+    assert_eq!(v["decode_steps"], 3);
+    assert_eq!(
+        v["times_ms"].as_array().map(Vec::len),
+        Some(6),
+        "3 steps x 2 runs: {v}"
+    );
+    let (med, tps) = (v["median_ms"].as_f64(), v["tokens_per_s"].as_f64());
+    let (med, tps) = (med.expect("median"), tps.expect("tokens/s"));
+    assert!(
+        (tps - 1e3 / med).abs() / tps < 1e-6,
+        "batch 1: tokens/s = 1 / step: {v}"
+    );
+    let text = bench(&[
+        &m.to_string_lossy(),
+        "--seq",
+        "8",
+        "--decode",
+        "2",
+        "--runs",
+        "1",
+    ]);
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        out.contains("decode 2 steps after a 8-token prompt"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("median: ") && l.ends_with("ms per step")),
+        "{out}"
+    );
+}

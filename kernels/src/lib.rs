@@ -12,10 +12,12 @@ mod parallel;
 mod positions;
 
 pub mod attention;
+pub mod kv_attention;
 pub mod moe_attention;
 pub mod routing;
 pub mod sigma_moe;
 
 pub use error::KernelError;
+pub use kv_attention::{KvPast, KvStep, moe_attention_kv};
 pub use moe_attention::{MoeAttentionWeights, moe_attention};
 pub use sigma_moe::{SigmaMoeWeights, sigma_moe};

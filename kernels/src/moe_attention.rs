@@ -44,12 +44,20 @@ pub struct Dims {
     pub d: usize,
 }
 
-struct Ctx<'a> {
-    a: &'a MoeAttentionAttrs,
-    w: &'a MoeAttentionWeights<'a>,
-    dims: Dims,
-    hd: usize,
-    threads: usize,
+pub(crate) struct Ctx<'a> {
+    pub a: &'a MoeAttentionAttrs,
+    pub w: &'a MoeAttentionWeights<'a>,
+    pub dims: Dims,
+    pub hd: usize,
+    pub threads: usize,
+}
+
+/// How keys and values are laid out for [`attend`]: `[batch, tk, H*dh]` rows, or the KV
+/// cache's head-major `[batch, H, tk, dh]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KvLayout {
+    Rows,
+    HeadMajor,
 }
 
 /// Runs the layer on a batch; returns y `[batch, t, d]`.
@@ -75,18 +83,20 @@ pub fn moe_attention(
     let mut k = project(xkv, btk, dims.d, w.k, cx.hd, scale);
     let v = values(&cx, xkv)?;
     let rel = positions(&cx, &mut q, &mut k, scale)?;
-    let r = attend(
-        &cx,
-        &q,
-        &k,
-        &v,
-        rel.as_ref().map(|(kp, lo)| (kp.as_slice(), *lo)),
-    );
+    let rel = rel.as_ref().map(|(kp, lo)| (kp.as_slice(), *lo));
+    let r = attend(&cx, &q, (&k, &v, KvLayout::Rows), rel);
     outputs(&cx, xq, r)
 }
 
 /// `(x @ w^T) * scale`: `[n, d] x [out, d] -> [n, out]`.
-fn project(x: &[f32], n: usize, d: usize, w: &[f32], out: usize, scale: f64) -> Vec<f32> {
+pub(crate) fn project(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    w: &[f32],
+    out: usize,
+    scale: f64,
+) -> Vec<f32> {
     let mut y = vec![0f32; n * out];
     gemm(
         Mat::rows(x, n, d),
@@ -99,7 +109,7 @@ fn project(x: &[f32], n: usize, d: usize, w: &[f32], out: usize, scale: f64) -> 
     y
 }
 
-fn values(cx: &Ctx<'_>, xkv: &[f32]) -> Result<Vec<f32>, KernelError> {
+pub(crate) fn values(cx: &Ctx<'_>, xkv: &[f32]) -> Result<Vec<f32>, KernelError> {
     let (a, d, dh) = (cx.a, cx.dims.d, cx.a.d_head);
     let n = cx.dims.batch * cx.dims.tk;
     let Some(sel_v) =
@@ -182,10 +192,15 @@ fn positions(
 }
 
 /// Attention of every (batch row, head), in parallel: R `[batch*t, H*dh]`.
-fn attend(cx: &Ctx<'_>, q: &[f32], k: &[f32], v: &[f32], rel: Option<(&[f32], i64)>) -> Vec<f32> {
+pub(crate) fn attend<'a>(
+    cx: &Ctx<'_>,
+    q: &'a [f32],
+    (k, v, layout): (&'a [f32], &'a [f32], KvLayout),
+    rel: Option<(&'a [f32], i64)>,
+) -> Vec<f32> {
     let (h, dh, hd) = (cx.a.heads, cx.a.d_head, cx.hd);
     let Dims { batch, t, tk, .. } = cx.dims;
-    let view = |data, rows, b: usize, head: usize| {
+    let view = |data: &'a [f32], rows, b: usize, head: usize| {
         Mat {
             data,
             rows,
@@ -196,13 +211,21 @@ fn attend(cx: &Ctx<'_>, q: &[f32], k: &[f32], v: &[f32], rel: Option<(&[f32], i6
         .row_range(b * rows, rows)
         .col_range(head * dh, dh)
     };
+    let head_major = |data: &'a [f32], b: usize, head: usize| {
+        let at = (b * h + head) * tk * dh;
+        Mat::rows(&data[at..at + tk * dh], tk, dh)
+    };
+    let kv = |data: &'a [f32], b, head| match layout {
+        KvLayout::Rows => view(data, tk, b, head),
+        KvLayout::HeadMajor => head_major(data, b, head),
+    };
     let heads = par_map(cx.threads, batch * h, |i| {
         let (b, head) = (i / h, i % h);
         let rel = rel.map(|(kp, lo)| (view(kp, kp.len() / hd, 0, head), lo));
         let inputs = Head {
             q: view(q, t, b, head),
-            k: view(k, tk, b, head),
-            v: view(v, tk, b, head),
+            k: kv(k, b, head),
+            v: kv(v, b, head),
             rel,
         };
         causal_head(inputs)
@@ -218,7 +241,7 @@ fn attend(cx: &Ctx<'_>, q: &[f32], k: &[f32], v: &[f32], rel: Option<(&[f32], i6
     r
 }
 
-fn outputs(cx: &Ctx<'_>, xq: &[f32], mut r: Vec<f32>) -> Result<Vec<f32>, KernelError> {
+pub(crate) fn outputs(cx: &Ctx<'_>, xq: &[f32], mut r: Vec<f32>) -> Result<Vec<f32>, KernelError> {
     let (a, d, dh, hd) = (cx.a, cx.dims.d, cx.a.d_head, cx.hd);
     let n = cx.dims.batch * cx.dims.t;
     let mut y = vec![0f32; n * d];
@@ -293,7 +316,7 @@ fn gate_heads(
     }
 }
 
-fn validate(
+pub(crate) fn validate(
     a: &MoeAttentionAttrs,
     w: &MoeAttentionWeights<'_>,
     xq: &[f32],

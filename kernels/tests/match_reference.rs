@@ -4,7 +4,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use switchhead_kernels::moe_attention::Dims;
 use switchhead_kernels::{
-    KernelError, MoeAttentionWeights, SigmaMoeWeights, moe_attention, sigma_moe,
+    KernelError, KvPast, MoeAttentionWeights, SigmaMoeWeights, moe_attention, moe_attention_kv,
+    sigma_moe,
 };
 use switchhead_ops::Tensor;
 use switchhead_ops::moe_attention::{AttentionLayer, Positions, ValueOutput};
@@ -112,6 +113,30 @@ fn reference(c: &Case, w: &Weights, xq: &Tensor, xkv: &Tensor, rope: Option<&Rop
         .into_data()
 }
 
+fn attrs_of(c: &Case) -> MoeAttentionAttrs {
+    MoeAttentionAttrs {
+        heads: c.heads,
+        experts: c.experts,
+        k: c.k,
+        d_head: c.dh,
+        pos: c.pos,
+        causal: true,
+        variant: c.variant,
+    }
+}
+
+fn kernel_weights(w: &Weights) -> MoeAttentionWeights<'_> {
+    MoeAttentionWeights {
+        q: w.q.data(),
+        k: w.k.data(),
+        v: w.v.data(),
+        o: w.o.data(),
+        sel_v: w.sel_v.as_ref().map(Tensor::data),
+        sel_o: w.sel_o.as_ref().map(Tensor::data),
+        pos_to_pk: w.pk.as_ref().map(Tensor::data),
+    }
+}
+
 fn run_case(c: Case, batch: usize, t: usize, mem: usize, seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let w = weights(&c, &mut rng);
@@ -121,24 +146,8 @@ fn run_case(c: Case, batch: usize, t: usize, mem: usize, seed: u64) {
     let xq: Vec<f32> = (0..batch)
         .flat_map(|b| xkv.data()[(b * tk + mem) * c.d..(b + 1) * tk * c.d].to_vec())
         .collect();
-    let attrs = MoeAttentionAttrs {
-        heads: c.heads,
-        experts: c.experts,
-        k: c.k,
-        d_head: c.dh,
-        pos: c.pos,
-        causal: true,
-        variant: c.variant,
-    };
-    let kw = MoeAttentionWeights {
-        q: w.q.data(),
-        k: w.k.data(),
-        v: w.v.data(),
-        o: w.o.data(),
-        sel_v: w.sel_v.as_ref().map(Tensor::data),
-        sel_o: w.sel_o.as_ref().map(Tensor::data),
-        pos_to_pk: w.pk.as_ref().map(Tensor::data),
-    };
+    let attrs = attrs_of(&c);
+    let kw = kernel_weights(&w);
     let dims = Dims {
         batch,
         t,
@@ -336,4 +345,97 @@ fn sigma_moe_rejects_bad_k() {
         matches!(err, KernelError::Attribute { op: "SigmaMoE", .. }),
         "{err}"
     );
+}
+
+/// Rows `from..to` of every batch row of `[batch, n, d]`.
+fn rows(x: &[f32], batch: usize, n: usize, d: usize, from: usize, to: usize) -> Vec<f32> {
+    (0..batch)
+        .flat_map(|b| x[(b * n + from) * d..(b * n + to) * d].to_vec())
+        .collect()
+}
+
+/// Prefill then steps of `steps` sizes through the KV cache == one full pass.
+fn kv_case(c: Case, batch: usize, prefill: usize, steps: &[usize], seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let w = weights(&c, &mut rng);
+    let n = prefill + steps.iter().sum::<usize>();
+    let x = random(&mut rng, &[batch, n, c.d], 1.0);
+    let (attrs, kw) = (attrs_of(&c), kernel_weights(&w));
+    let dims = |t| Dims {
+        batch,
+        t,
+        tk: t,
+        d: c.d,
+    };
+    let full = moe_attention(&attrs, &kw, x.data(), x.data(), dims(n), 2).expect("full pass");
+    let (mut key, mut value, mut at) = (Vec::new(), Vec::new(), 0);
+    for &t in std::iter::once(&prefill).chain(steps) {
+        let xs = rows(x.data(), batch, n, c.d, at, at + t);
+        let past = KvPast {
+            key: &key,
+            value: &value,
+            past: at,
+        };
+        let step = moe_attention_kv(&attrs, &kw, &xs, dims(t), past, 2).expect("kv step");
+        assert_close(&step.y, &rows(&full, batch, n, c.d, at, at + t), 1e-5);
+        (key, value, at) = (step.key, step.value, at + t);
+    }
+    assert_eq!(key.len(), batch * c.heads * n * c.dh);
+}
+
+#[test]
+fn kv_cache_steps_match_the_full_pass() {
+    kv_case(
+        case(AttentionVariant::ExpertsVO, ROPE),
+        2,
+        7,
+        &[1, 1, 3, 1],
+        21,
+    );
+    kv_case(case(AttentionVariant::Gated, ROPE), 1, 5, &[1, 2], 22);
+    kv_case(case(AttentionVariant::Dense, ROPE), 2, 0, &[1, 1, 1], 23);
+}
+
+#[test]
+fn kv_cache_rejects_xl_and_a_wrong_past() {
+    let mut rng = ChaCha8Rng::seed_from_u64(24);
+    let xl = case(AttentionVariant::ExpertsVO, PosEncoding::Xl);
+    let w = weights(&xl, &mut rng);
+    let x = random(&mut rng, &[1, 2, xl.d], 1.0);
+    let dims = Dims {
+        batch: 1,
+        t: 2,
+        tk: 2,
+        d: xl.d,
+    };
+    let empty = KvPast {
+        key: &[],
+        value: &[],
+        past: 0,
+    };
+    let err = moe_attention_kv(
+        &attrs_of(&xl),
+        &kernel_weights(&w),
+        x.data(),
+        dims,
+        empty,
+        1,
+    );
+    assert!(matches!(err, Err(KernelError::Attribute { .. })), "{err:?}");
+    let rope = case(AttentionVariant::ExpertsVO, ROPE);
+    let w = weights(&rope, &mut rng);
+    let short = KvPast {
+        key: &[0.0; 5],
+        value: &[0.0; 5],
+        past: 1,
+    };
+    let err = moe_attention_kv(
+        &attrs_of(&rope),
+        &kernel_weights(&w),
+        x.data(),
+        dims,
+        short,
+        1,
+    );
+    assert!(matches!(err, Err(KernelError::Shape { .. })), "{err:?}");
 }

@@ -84,6 +84,11 @@ pub enum RuntimeError {
     /// XL memory passed to a model without memory, or `forward_chunk` on a non-XL model.
     #[error("{0}")]
     NotXl(String),
+    /// `decoder()` on a RoPE model compiled without KV-cache inputs.
+    #[error(
+        "{path} has no KV-cache inputs, so it cannot decode token by token: compile it with `switchhead-compile --kv-cache`"
+    )]
+    NoKvCache { path: PathBuf },
     /// The backend failed while running.
     #[error("{backend} backend failed to run the model: {reason}")]
     Execution {

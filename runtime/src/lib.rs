@@ -7,6 +7,7 @@
 //! `switchhead-kernels`); the model is typed with symbolic batch / seq / mem_len and
 //! optimised once at load. Errors are typed ([`RuntimeError`]); nothing here panics on input.
 
+mod decoder;
 mod error;
 mod info;
 mod options;
@@ -16,8 +17,9 @@ mod tensors;
 pub mod backend;
 pub mod onnx;
 
+pub use decoder::Decoder;
 pub use error::RuntimeError;
-pub use info::ModelInfo;
+pub use info::{KvShape, ModelInfo};
 pub use options::{BackendKind, SessionOptions};
 pub use session::Session;
-pub use tensors::{Logits, TokenBatch, XlMemory};
+pub use tensors::{KvCache, Logits, TokenBatch, XlMemory};

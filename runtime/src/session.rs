@@ -7,7 +7,7 @@ use tract_onnx::pb;
 
 use crate::backend::{Backend, CpuBackend, CudaBackend};
 use crate::info::{MEMORY, ModelInfo, read_info};
-use crate::{BackendKind, Logits, RuntimeError, SessionOptions, TokenBatch, XlMemory};
+use crate::{BackendKind, Decoder, Logits, RuntimeError, SessionOptions, TokenBatch, XlMemory};
 
 /// A compiled SwitchHead model ready to run.
 #[derive(Debug)]
@@ -40,13 +40,16 @@ impl Session {
             .as_ref()
             .ok_or_else(|| not_onnx(&path, "no graph"))?;
         let memory_d = crate::info::input_last_dim(graph, &format!("{MEMORY}0"));
-        let backend = CpuBackend::prepare(&proto, Some(dir), memory_d, options.resolved_threads())?;
+        // The interface first (vocab size is filled in once the backend knows it).
+        let kv = read_info(&proto, 0)?.kv;
+        let threads = options.resolved_threads();
+        let backend = CpuBackend::prepare(&proto, Some(dir), memory_d, kv, threads)?;
         let vocab = backend
             .vocab_size()
             .ok_or_else(|| RuntimeError::Interface {
                 reason: "the logits output has no known vocabulary size".into(),
             })?;
-        let info = read_info(graph, vocab)?;
+        let info = read_info(&proto, vocab)?;
         Ok(Session {
             backend: Box::new(backend),
             info,
@@ -90,6 +93,26 @@ impl Session {
         Ok((self.logits_of(tokens, out.logits)?, next))
     }
 
+    /// A stateful decoder for one sequence: feed it tokens a step at a time (see [`Decoder`]).
+    /// RoPE models need a KV cache (`switchhead-compile --kv-cache`); XL models carry memory.
+    pub fn decoder(&self) -> Result<Decoder<'_>, RuntimeError> {
+        Decoder::new(self, 1)
+    }
+
+    /// A stateful decoder for `batch` sequences side by side.
+    pub fn decoder_batch(&self, batch: usize) -> Result<Decoder<'_>, RuntimeError> {
+        Decoder::new(self, batch)
+    }
+
+    /// The file this session was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
     /// Vocabulary size V.
     pub fn vocab_size(&self) -> usize {
         self.info.vocab_size
@@ -120,7 +143,7 @@ impl Session {
         self.backend.name()
     }
 
-    fn check_tokens(&self, tokens: &TokenBatch) -> Result<(), RuntimeError> {
+    pub(crate) fn check_tokens(&self, tokens: &TokenBatch) -> Result<(), RuntimeError> {
         if tokens.batch == 0 || tokens.seq == 0 {
             return Err(RuntimeError::EmptyInput {
                 batch: tokens.batch,
@@ -168,7 +191,11 @@ impl Session {
         })
     }
 
-    fn logits_of(&self, tokens: &TokenBatch, data: Vec<f32>) -> Result<Logits, RuntimeError> {
+    pub(crate) fn logits_of(
+        &self,
+        tokens: &TokenBatch,
+        data: Vec<f32>,
+    ) -> Result<Logits, RuntimeError> {
         let vocab = self.info.vocab_size;
         if data.len() != tokens.batch * tokens.seq * vocab {
             return Err(RuntimeError::ShapeMismatch {

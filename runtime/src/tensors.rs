@@ -85,3 +85,62 @@ impl XlMemory {
         }
     }
 }
+
+/// The KV cache of a RoPE model: per layer, keys (scaled by dh^-0.25, rotated at their
+/// absolute positions) and values (after the expert mixture), each `[batch, heads, past,
+/// d_head]` row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvCache {
+    pub batch: usize,
+    pub heads: usize,
+    pub past: usize,
+    pub d_head: usize,
+    /// `(key, value)` per layer.
+    pub layers: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+impl KvCache {
+    /// An empty cache (past 0).
+    pub fn empty(batch: usize, heads: usize, d_head: usize, layers: usize) -> Self {
+        KvCache {
+            batch,
+            heads,
+            past: 0,
+            d_head,
+            layers: vec![(Vec::new(), Vec::new()); layers],
+        }
+    }
+}
+
+impl XlMemory {
+    /// `self` followed by `next` along the sequence axis, keeping the last `keep` rows.
+    pub fn append(&self, next: &XlMemory, keep: usize) -> XlMemory {
+        let (d, total) = (self.d_model, self.mem_len + next.mem_len);
+        let keep = keep.min(total);
+        let skip = total - keep;
+        let layers = self
+            .layers
+            .iter()
+            .zip(&next.layers)
+            .map(|(a, b)| {
+                let mut out = Vec::with_capacity(self.batch * keep * d);
+                for row in 0..self.batch {
+                    let rows = a[row * self.mem_len * d..(row + 1) * self.mem_len * d]
+                        .chunks_exact(d.max(1))
+                        .chain(
+                            b[row * next.mem_len * d..(row + 1) * next.mem_len * d]
+                                .chunks_exact(d.max(1)),
+                        );
+                    rows.skip(skip).for_each(|r| out.extend_from_slice(r));
+                }
+                out
+            })
+            .collect();
+        XlMemory {
+            batch: self.batch,
+            mem_len: keep,
+            d_model: d,
+            layers,
+        }
+    }
+}

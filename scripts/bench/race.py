@@ -18,7 +18,8 @@ thread count (default 2), engines run one after another (never concurrently). Pe
 
 Forward cases time `batch x seq` full forward passes (XL models with empty memory). The decode
 case (a RoPE variant of c4-47m, `switchhead synth --pos-encoding rope`) times single-token steps
-after a `seq`-token prompt (prompt not timed): ours via `switchhead bench --decode`, ORT via a
+after a `seq`-token prompt (prompt not timed): ours via `switchhead bench --decode` on a
+`--kv-cache` file (no context limit, so no cache restart), ORT via a
 `--decompose --kv-cache` file (gather and dense), PyTorch with its own KV cache.
 
 Reported: median with spread (p10-p90, min-max), tokens/s, ratio engine/ours (>1: ours is
@@ -370,12 +371,12 @@ def forward_case(tools, name, spec, a):
 def decode_case(tools, name, spec, a):
     synth_args, batch, seq, _ = spec
     steps = a.decode_steps
-    ckpt, files = prepare(tools, name, synth_args, a.cache, ["custom", "kv-gather", "kv-dense"])
+    ckpt, files = prepare(tools, name, synth_args, a.cache, ["kv-custom", "kv-gather", "kv-dense"])
     cfg = load_cfg(ckpt)
     prompt = bench_tokens(batch, seq, cfg["vocab_size"])
     nxt = bench_tokens(batch, steps, cfg["vocab_size"], seed=1)  # the decoded tokens
     r = {}
-    try_engine(r, "ours", lambda: tools.bench(files["custom"], batch, seq, a.runs, a.warmup, a.threads, steps))
+    try_engine(r, "ours", lambda: tools.bench(files["kv-custom"], batch, seq, a.runs, a.warmup, a.threads, steps))
     for form in ("gather", "dense"):
         f = files[f"kv-{form}"]
         try_engine(r, f"ort ({form} experts, kv-cache)",

@@ -1,7 +1,7 @@
 //! `switchhead`: inspect, synthesize, run and time SwitchHead models.
 
 use clap::{Parser, Subcommand};
-use switchhead_cli::{bench, inspect, logits, synth};
+use switchhead_cli::{bench, eval, inspect, logits, run, synth};
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +22,10 @@ enum Command {
     Synth(synth::Args),
     /// Compute logits for tokens read from a safetensors file.
     Logits(logits::Args),
+    /// Generate text from a prompt (byte-level models), streamed to stdout.
+    Run(run::Args),
+    /// Bits per byte (and perplexity) of a model over a text file.
+    Eval(eval::Args),
     /// Time the runtime on a model: forward passes or decode steps on random tokens.
     Bench(bench::Args),
 }
@@ -32,6 +36,8 @@ fn main() -> std::process::ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Logits(a) => logits::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Eval(a) => eval::run(a),
         Command::Bench(a) => bench::run(a),
     };
     switchhead_cli::exit_code(result)

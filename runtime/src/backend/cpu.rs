@@ -8,8 +8,8 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::DimLike;
 
-use crate::info::{LOGITS, MEMORY, MEMORY_OUT, TOKENS};
-use crate::{RuntimeError, TokenBatch, XlMemory};
+use crate::info::{KvShape, LOGITS, MEMORY, MEMORY_OUT, PAST, PRESENT, TOKENS};
+use crate::{KvCache, RuntimeError, TokenBatch, XlMemory};
 
 use super::{Backend, BackendOutput};
 
@@ -20,6 +20,16 @@ const NAME: &str = "cpu";
 enum Feed {
     Tokens,
     Memory(usize),
+    /// `(layer, is_value)` of a KV-cache input.
+    Past(usize, bool),
+}
+
+/// What one run is fed besides tokens.
+#[derive(Clone, Copy)]
+enum State<'a> {
+    None,
+    Memory(&'a XlMemory),
+    Kv(&'a KvCache),
 }
 
 /// The tract CPU backend.
@@ -29,16 +39,21 @@ pub struct CpuBackend {
     feeds: Vec<Feed>,
     logits_ix: usize,
     memory_ix: Vec<usize>,
+    /// `(key, value)` output indices of `present.{i}.*`.
+    present_ix: Vec<(usize, usize)>,
+    kv: Option<KvShape>,
     vocab: Option<usize>,
     executor: Executor,
 }
 
 impl CpuBackend {
     /// Parses, types and optimises `proto` (external data resolved against `model_dir`).
+    /// `kv` describes its KV-cache inputs, if any.
     pub fn prepare(
         proto: &pb::ModelProto,
         model_dir: Option<&str>,
         memory_d: Option<usize>,
+        kv: Option<KvShape>,
         threads: usize,
     ) -> Result<Self, RuntimeError> {
         let framework = crate::onnx::switchhead_onnx();
@@ -47,7 +62,7 @@ impl CpuBackend {
             .map_err(|e| prepare("parsing", e))?
             .model;
         let feeds = input_feeds(&model)?;
-        set_input_facts(&mut model, &feeds, memory_d)
+        set_input_facts(&mut model, &feeds, memory_d, kv)
             .map_err(|e| prepare("setting input shapes", e))?;
         let typed = model
             .into_optimized()
@@ -65,6 +80,7 @@ impl CpuBackend {
                 .filter(|f| matches!(f, Feed::Memory(_)))
                 .count(),
         )?;
+        let present_ix = present_outputs(&outputs, kv.map_or(0, |k| k.layers))?;
         let vocab = plan
             .model()
             .output_fact(logits_ix)
@@ -75,33 +91,56 @@ impl CpuBackend {
             feeds,
             logits_ix,
             memory_ix,
+            present_ix,
+            kv,
             vocab,
             executor: executor(threads)?,
         })
     }
 
-    fn inputs(
-        &self,
-        tokens: &TokenBatch,
-        memory: Option<&XlMemory>,
-    ) -> Result<TVec<TValue>, RuntimeError> {
+    fn inputs(&self, tokens: &TokenBatch, state: State<'_>) -> Result<TVec<TValue>, RuntimeError> {
+        let empty = self
+            .kv
+            .map(|s| KvCache::empty(tokens.batch, s.heads, s.d_head, s.layers));
+        let state = match (state, &empty) {
+            (State::None, Some(e)) => State::Kv(e),
+            (s, _) => s,
+        };
         let mut out = TVec::new();
         for feed in &self.feeds {
-            let t = match (feed, memory) {
+            let t = match (feed, state) {
                 (Feed::Tokens, _) => {
                     Tensor::from_shape(&[tokens.batch, tokens.seq], &tokens.tokens)
                 }
-                (Feed::Memory(i), Some(m)) => {
+                (Feed::Memory(i), State::Memory(m)) => {
                     Tensor::from_shape(&[m.batch, m.mem_len, m.d_model], &m.layers[*i])
                 }
-                (Feed::Memory(_), None) => {
+                (Feed::Past(i, value), State::Kv(c)) => {
+                    let (k, v) = &c.layers[*i];
+                    let data = if *value { v } else { k };
+                    Tensor::from_shape(&[c.batch, c.heads, c.past, c.d_head], data)
+                }
+                (Feed::Memory(_), _) => {
                     return Err(RuntimeError::NotXl("this XL model needs memory".into()));
                 }
+                (Feed::Past(..), _) => return Err(interface("this model needs a KV cache")),
             };
             out.push(t.map_err(|e| execution(e))?.into_tvalue());
         }
         Ok(out)
     }
+
+    fn execute(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>, RuntimeError> {
+        multithread_tract_scope(self.executor.clone(), || self.plan.run(inputs)).map_err(execution)
+    }
+}
+
+/// Output `ix` as a flat f32 vector.
+fn output_vec(outputs: &TVec<TValue>, ix: usize) -> Result<Vec<f32>, RuntimeError> {
+    let t = outputs.get(ix).ok_or_else(|| interface("missing output"))?;
+    t.try_as_plain_ram()
+        .and_then(|v| v.as_slice::<f32>().map(<[f32]>::to_vec))
+        .map_err(execution)
 }
 
 impl Backend for CpuBackend {
@@ -118,22 +157,38 @@ impl Backend for CpuBackend {
         tokens: &TokenBatch,
         memory: Option<&XlMemory>,
     ) -> Result<BackendOutput, RuntimeError> {
-        let inputs = self.inputs(tokens, memory)?;
-        let outputs = multithread_tract_scope(self.executor.clone(), || self.plan.run(inputs))
-            .map_err(execution)?;
-        let vec = |ix: usize| -> Result<Vec<f32>, RuntimeError> {
-            let t = outputs.get(ix).ok_or_else(|| interface("missing output"))?;
-            Ok(t.try_as_plain_ram()
-                .and_then(|v| v.as_slice::<f32>().map(<[f32]>::to_vec))
-                .map_err(execution)?)
-        };
-        let logits = vec(self.logits_ix)?;
+        let state = memory.map_or(State::None, State::Memory);
+        let outputs = self.execute(self.inputs(tokens, state)?)?;
+        let logits = output_vec(&outputs, self.logits_ix)?;
         let memory = self
             .memory_ix
             .iter()
-            .map(|&ix| vec(ix))
+            .map(|&ix| output_vec(&outputs, ix))
             .collect::<Result<_, _>>()?;
         Ok(BackendOutput { logits, memory })
+    }
+
+    fn run_kv(
+        &self,
+        tokens: &TokenBatch,
+        cache: &KvCache,
+    ) -> Result<(Vec<f32>, KvCache), RuntimeError> {
+        if self.kv.is_none() {
+            return Err(interface("this model has no KV-cache inputs"));
+        }
+        let outputs = self.execute(self.inputs(tokens, State::Kv(cache))?)?;
+        let logits = output_vec(&outputs, self.logits_ix)?;
+        let layers = self
+            .present_ix
+            .iter()
+            .map(|&(k, v)| Ok((output_vec(&outputs, k)?, output_vec(&outputs, v)?)))
+            .collect::<Result<_, RuntimeError>>()?;
+        let next = KvCache {
+            past: cache.past + tokens.seq,
+            layers,
+            ..*cache
+        };
+        Ok((logits, next))
     }
 }
 
@@ -147,22 +202,37 @@ fn input_feeds(model: &InferenceModel) -> Result<Vec<Feed>, RuntimeError> {
         let feed = match name.strip_prefix(MEMORY).map(str::parse::<usize>) {
             _ if name == TOKENS => Feed::Tokens,
             Some(Ok(i)) => Feed::Memory(i),
-            _ => return Err(interface(&format!("unexpected model input {name:?}"))),
+            _ => past_feed(name)
+                .ok_or_else(|| interface(&format!("unexpected model input {name:?}")))?,
         };
         feeds.push(feed);
     }
     Ok(feeds)
 }
 
-/// tokens: i64 `[batch, seq]`; memory.i: f32 `[batch, mem_len, D]`.
+/// `past_key_values.{i}.key` -> `Past(i, false)`, `.value` -> `Past(i, true)`.
+fn past_feed(name: &str) -> Option<Feed> {
+    let (layer, part) = name.strip_prefix(PAST)?.split_once('.')?;
+    let layer = layer.parse().ok()?;
+    match part {
+        "key" => Some(Feed::Past(layer, false)),
+        "value" => Some(Feed::Past(layer, true)),
+        _ => None,
+    }
+}
+
+/// tokens: i64 `[batch, seq]`; memory.i: f32 `[batch, mem_len, D]`; past: f32
+/// `[batch, heads, past, d_head]`.
 fn set_input_facts(
     model: &mut InferenceModel,
     feeds: &[Feed],
     memory_d: Option<usize>,
+    kv: Option<KvShape>,
 ) -> TractResult<()> {
     let batch = model.symbols.sym("batch").to_dim();
     let seq = model.symbols.sym("seq").to_dim();
     let mem_len = model.symbols.sym("mem_len").to_dim();
+    let past = model.symbols.sym("past").to_dim();
     for (ix, feed) in feeds.iter().enumerate() {
         let fact = match feed {
             Feed::Tokens => {
@@ -177,6 +247,20 @@ fn set_input_facts(
                 InferenceFact::dt_shape(
                     f32::datum_type(),
                     tvec![batch.clone(), mem_len.clone(), d.to_dim()],
+                )
+            }
+            Feed::Past(..) => {
+                let s = kv.ok_or_else(|| {
+                    tract_onnx::tract_hir::internal::anyhow!("KV-cache inputs need their shape")
+                })?;
+                InferenceFact::dt_shape(
+                    f32::datum_type(),
+                    tvec![
+                        batch.clone(),
+                        s.heads.to_dim(),
+                        past.clone(),
+                        s.d_head.to_dim()
+                    ],
                 )
             }
         };
@@ -202,6 +286,24 @@ fn memory_outputs(outputs: &[String], layers: usize) -> Result<Vec<usize>, Runti
                 .iter()
                 .position(|n| *n == name)
                 .ok_or_else(|| interface(&format!("no {name} output")))
+        })
+        .collect()
+}
+
+/// Output indices of `present.{i}.key` / `.value`, one pair per KV-cache layer.
+fn present_outputs(outputs: &[String], layers: usize) -> Result<Vec<(usize, usize)>, RuntimeError> {
+    let find = |name: String| {
+        outputs
+            .iter()
+            .position(|n| *n == name)
+            .ok_or_else(|| interface(&format!("no {name} output")))
+    };
+    (0..layers)
+        .map(|i| {
+            Ok((
+                find(format!("{PRESENT}{i}.key"))?,
+                find(format!("{PRESENT}{i}.value"))?,
+            ))
         })
         .collect()
 }

@@ -6,7 +6,7 @@ mod cuda;
 pub use cpu::CpuBackend;
 pub use cuda::CudaBackend;
 
-use crate::{RuntimeError, TokenBatch, XlMemory};
+use crate::{KvCache, RuntimeError, TokenBatch, XlMemory};
 
 /// Raw outputs of one run.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,4 +29,18 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         tokens: &TokenBatch,
         memory: Option<&XlMemory>,
     ) -> Result<BackendOutput, RuntimeError>;
+
+    /// One decoding step of a RoPE model with a KV cache: logits `[batch, seq, vocab]` and
+    /// the cache extended by `tokens`. Backends without KV-cache support say so.
+    fn run_kv(
+        &self,
+        tokens: &TokenBatch,
+        cache: &KvCache,
+    ) -> Result<(Vec<f32>, KvCache), RuntimeError> {
+        let _ = (tokens, cache);
+        Err(RuntimeError::BackendUnavailable {
+            backend: self.name(),
+            reason: "this backend has no KV-cache decoding".into(),
+        })
+    }
 }

@@ -131,6 +131,27 @@ pub fn moe_attention_attrs(node: &pb::NodeProto) -> Result<MoeAttentionAttrs, Ru
     })
 }
 
+/// The `kv_cache` attribute of a `MoEAttention` node (0 when absent); 1 needs RoPE.
+pub fn moe_attention_kv_cache(
+    node: &pb::NodeProto,
+    attrs: &MoeAttentionAttrs,
+) -> Result<bool, RuntimeError> {
+    let n = Node {
+        node,
+        op: MOE_ATTENTION,
+    };
+    let flag = match n.find(attn::KV_CACHE) {
+        None => 0,
+        Some(_) => n.int(attn::KV_CACHE)?,
+    };
+    match (flag, attrs.pos) {
+        (0, _) => Ok(false),
+        (1, PosEncoding::Rope { .. }) => Ok(true),
+        (1, PosEncoding::Xl) => Err(n.err(attn::KV_CACHE, "a KV cache needs pos = rope")),
+        (f, _) => Err(n.err(attn::KV_CACHE, format!("must be 0 or 1, got {f}"))),
+    }
+}
+
 /// The attributes of a `SigmaMoE` node.
 pub fn sigma_moe_attrs(node: &pb::NodeProto) -> Result<SigmaMoeAttrs, RuntimeError> {
     let n = Node {

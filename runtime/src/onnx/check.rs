@@ -4,7 +4,9 @@
 
 use tract_onnx::pb;
 
-use super::attributes::{moe_attention_arity, moe_attention_attrs, sigma_moe_attrs};
+use super::attributes::{
+    moe_attention_arity, moe_attention_attrs, moe_attention_kv_cache, sigma_moe_attrs,
+};
 use super::names::{DOMAIN, DOMAIN_VERSION, MOE_ATTENTION, SIGMA_MOE};
 use crate::RuntimeError;
 
@@ -65,20 +67,22 @@ fn check_node(
 }
 
 fn check_custom(node: &pb::NodeProto) -> Result<(), RuntimeError> {
-    let (want, got) = match node.op_type.as_str() {
-        MOE_ATTENTION => (
-            moe_attention_arity(&moe_attention_attrs(node)?),
-            node.input.len(),
-        ),
+    let (want, outputs) = match node.op_type.as_str() {
+        MOE_ATTENTION => {
+            let attrs = moe_attention_attrs(node)?;
+            let kv = usize::from(moe_attention_kv_cache(node, &attrs)?);
+            (moe_attention_arity(&attrs) + 2 * kv, 1 + 2 * kv)
+        }
         _ => {
             sigma_moe_attrs(node)?;
-            (4, node.input.len())
+            (4, 1)
         }
     };
-    if want != got || node.output.len() != 1 {
+    let got = node.input.len();
+    if want != got || node.output.len() != outputs {
         return Err(RuntimeError::ShapeMismatch {
             tensor: format!("inputs/outputs of node {:?} ({})", node.name, node.op_type),
-            expected: format!("{want} inputs, 1 output"),
+            expected: format!("{want} inputs, {outputs} output(s)"),
             got: format!("{got} inputs, {} outputs", node.output.len()),
         });
     }

@@ -3,10 +3,12 @@
 //!
 //! Inputs (order fixed by `Op::MoEAttention`): xq `[B,T,D]`, xkv `[B,Tk,D]`, q, k, v, o, then
 //! sel_v and sel_o (experts_vo), sel_o (gated) or nothing (dense), then pos_to_pk (xl).
-//! Output y `[B,T,D]` f32.
+//! Output y `[B,T,D]` f32. With `kv_cache` (RoPE), two more inputs `past_key`,
+//! `past_value` `[B,H,P,dh]` and two more outputs `present_key`, `present_value`
+//! `[B,H,P+T,dh]` (xkv is xq); the step runs `switchhead_kernels::moe_attention_kv`.
 
 use switchhead_kernels::moe_attention::Dims;
-use switchhead_kernels::{MoeAttentionWeights, moe_attention};
+use switchhead_kernels::{KvPast, MoeAttentionWeights, moe_attention, moe_attention_kv};
 use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
@@ -18,6 +20,8 @@ use super::sigma_moe_op::{executor_threads, f32_slice, rank3};
 #[derive(Debug, Clone, PartialEq)]
 pub struct MoEAttentionOp {
     pub attrs: MoeAttentionAttrs,
+    /// Takes `past_key`/`past_value` and returns the present cache too.
+    pub kv_cache: bool,
 }
 
 // tract compares ops with `Eq`; the f64 RoPE attributes come from finite ONNX floats.
@@ -30,8 +34,8 @@ impl Op for MoEAttentionOp {
     fn info(&self) -> TractResult<Vec<String>> {
         let a = &self.attrs;
         Ok(vec![format!(
-            "heads {} experts {} k {} d_head {} {:?} {:?}",
-            a.heads, a.experts, a.k, a.d_head, a.variant, a.pos
+            "heads {} experts {} k {} d_head {} {:?} {:?} kv_cache {}",
+            a.heads, a.experts, a.k, a.d_head, a.variant, a.pos, self.kv_cache
         )])
     }
     op_as_typed_op!();
@@ -41,13 +45,35 @@ impl EvalOp for MoEAttentionOp {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let a = &self.attrs;
         let [b, t, d] = rank3(&inputs[0], "xq")?;
         let [b2, tk, d2] = rank3(&inputs[1], "xkv")?;
         ensure!(
             b == b2 && d == d2,
             "MoEAttention: xq [{b},{t},{d}] and xkv [{b2},{tk},{d2}] disagree"
         );
+        let w = self.weights(&inputs)?;
+        let dims = Dims { batch: b, t, tk, d };
+        if self.kv_cache {
+            return self.eval_kv(&inputs, &w, dims);
+        }
+        let xq = f32_slice(&inputs[0])?;
+        let y = moe_attention(
+            &self.attrs,
+            &w,
+            xq,
+            f32_slice(&inputs[1])?,
+            dims,
+            executor_threads(),
+        )
+        .map_err(|e| anyhow!("MoEAttention: {e}"))?;
+        Ok(tvec!(Tensor::from_shape(&[b, t, d], &y)?.into_tvalue()))
+    }
+}
+
+impl MoEAttentionOp {
+    /// The weight inputs, in the order `Op::MoEAttention` fixes.
+    fn weights<'a>(&self, inputs: &'a [TValue]) -> TractResult<MoeAttentionWeights<'a>> {
+        let a = &self.attrs;
         let slice = |i: usize| f32_slice(&inputs[i]);
         let mut next = 6;
         let mut take = || {
@@ -64,7 +90,7 @@ impl EvalOp for MoEAttentionOp {
         } else {
             None
         };
-        let w = MoeAttentionWeights {
+        Ok(MoeAttentionWeights {
             q: slice(2)?,
             k: slice(3)?,
             v: slice(4)?,
@@ -72,18 +98,51 @@ impl EvalOp for MoEAttentionOp {
             sel_v,
             sel_o,
             pos_to_pk,
+        })
+    }
+
+    /// One KV-cache step: past key/value follow the weights.
+    fn eval_kv(
+        &self,
+        inputs: &[TValue],
+        w: &MoeAttentionWeights<'_>,
+        dims: Dims,
+    ) -> TractResult<TVec<TValue>> {
+        let (h, dh) = (self.attrs.heads, self.attrs.d_head);
+        let at = moe_attention_arity(&self.attrs);
+        let shape = inputs[at].shape();
+        ensure!(
+            shape.len() == 4 && shape[0] == dims.batch && shape[1] == h && shape[3] == dh,
+            "MoEAttention: past_key must be [{}, {h}, P, {dh}], got {shape:?}",
+            dims.batch
+        );
+        ensure!(
+            inputs[at + 1].shape() == shape,
+            "MoEAttention: past_value {:?} differs from past_key {shape:?}",
+            inputs[at + 1].shape()
+        );
+        let past = KvPast {
+            key: f32_slice(&inputs[at])?,
+            value: f32_slice(&inputs[at + 1])?,
+            past: shape[2],
         };
-        let dims = Dims { batch: b, t, tk, d };
-        let y = moe_attention(a, &w, slice(0)?, slice(1)?, dims, executor_threads())
+        let x = f32_slice(&inputs[0])?;
+        let step = moe_attention_kv(&self.attrs, w, x, dims, past, executor_threads())
             .map_err(|e| anyhow!("MoEAttention: {e}"))?;
-        Ok(tvec!(Tensor::from_shape(&[b, t, d], &y)?.into_tvalue()))
+        let present = [dims.batch, h, shape[2] + dims.t, dh];
+        Ok(tvec!(
+            Tensor::from_shape(&[dims.batch, dims.t, dims.d], &step.y)?.into_tvalue(),
+            Tensor::from_shape(&present, &step.key)?.into_tvalue(),
+            Tensor::from_shape(&present, &step.value)?.into_tvalue(),
+        ))
     }
 }
 
 impl TypedOp for MoEAttentionOp {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let arity = moe_attention_arity(&self.attrs);
         ensure!(
-            inputs.len() == moe_attention_arity(&self.attrs),
+            inputs.len() == arity + 2 * usize::from(self.kv_cache),
             "MoEAttention: wrong input count"
         );
         ensure!(
@@ -91,7 +150,18 @@ impl TypedOp for MoEAttentionOp {
             "MoEAttention: every input must be f32"
         );
         ensure!(inputs[0].rank() == 3, "MoEAttention: xq must be [B, T, D]");
-        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+        let y = f32::fact(inputs[0].shape.clone());
+        if !self.kv_cache {
+            return Ok(tvec!(y));
+        }
+        let past = &inputs[arity].shape;
+        ensure!(
+            past.rank() == 4,
+            "MoEAttention: past_key must be [B, H, P, dh]"
+        );
+        let total = past[2].clone() + inputs[0].shape[1].clone();
+        let present = f32::fact([past[0].clone(), past[1].clone(), total, past[3].clone()]);
+        Ok(tvec!(y, present.clone(), present))
     }
     as_op!();
 }
@@ -100,6 +170,7 @@ impl TypedOp for MoEAttentionOp {
 #[derive(Debug, Clone)]
 pub(crate) struct MoEAttentionHir {
     pub attrs: MoeAttentionAttrs,
+    pub kv_cache: bool,
 }
 
 impl Expansion for MoEAttentionHir {
@@ -114,7 +185,27 @@ impl Expansion for MoEAttentionHir {
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
         s.equals(&inputs[0].rank, 3)?;
-        same_shape_f32_rules(s, inputs, outputs, moe_attention_arity(&self.attrs))
+        let arity = moe_attention_arity(&self.attrs);
+        if !self.kv_cache {
+            return same_shape_f32_rules(s, inputs, outputs, arity);
+        }
+        check_input_arity(inputs, arity + 2)?;
+        check_output_arity(outputs, 3)?;
+        s.equals(&inputs[0].shape, &outputs[0].shape)?;
+        for out in outputs {
+            s.equals(&out.datum_type, f32::datum_type())?;
+        }
+        for present in &outputs[1..] {
+            s.equals(&present.rank, 4)?;
+            s.equals(&present.shape[0], &inputs[arity].shape[0])?;
+            s.equals(&present.shape[1], &inputs[arity].shape[1])?;
+            s.equals(&present.shape[3], &inputs[arity].shape[3])?;
+        }
+        Ok(())
+    }
+
+    fn nboutputs(&self) -> TractResult<usize> {
+        Ok(if self.kv_cache { 3 } else { 1 })
     }
 
     fn wire(
@@ -123,7 +214,11 @@ impl Expansion for MoEAttentionHir {
         model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
-        model.wire_node(prefix, MoEAttentionOp { attrs: self.attrs }, inputs)
+        let op = MoEAttentionOp {
+            attrs: self.attrs,
+            kv_cache: self.kv_cache,
+        };
+        model.wire_node(prefix, op, inputs)
     }
 }
 

@@ -20,6 +20,7 @@ pub mod attn {
     pub const ROPE_BASE: &str = "rope_base";
     pub const CAUSAL: &str = "causal";
     pub const VARIANT: &str = "variant";
+    pub const KV_CACHE: &str = "kv_cache";
 }
 
 /// Attribute names of `SigmaMoE`.

@@ -8,7 +8,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use super::attributes::{moe_attention_attrs, sigma_moe_attrs};
+use super::attributes::{moe_attention_attrs, moe_attention_kv_cache, sigma_moe_attrs};
 use super::moe_attention_op::MoEAttentionHir;
 use super::names::{DOMAIN, DOMAIN_VERSION, MOE_ATTENTION, SIGMA_MOE};
 use super::sigma_moe_op::SigmaMoeHir;
@@ -49,7 +49,8 @@ fn build_moe_attention(
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     check_domain(ctx, node)?;
     let attrs = moe_attention_attrs(node)?;
-    Ok((expand(MoEAttentionHir { attrs }), vec![]))
+    let kv_cache = moe_attention_kv_cache(node, &attrs)?;
+    Ok((expand(MoEAttentionHir { attrs, kv_cache }), vec![]))
 }
 
 fn build_sigma_moe(

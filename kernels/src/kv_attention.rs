@@ -1,0 +1,113 @@
+//! `MoEAttention` with a KV cache (RoPE models): one decoding step over `t` new tokens.
+//!
+//! The cache holds, per layer, keys scaled by dh^-0.25 and rotated at their absolute
+//! positions, and values after the expert mixture, both head-major `[batch, H, P, dh]`. The
+//! new tokens take positions `P .. P + t`; query r sees every cached key and the new keys
+//! c <= r. The result equals [`crate::moe_attention`] over all `P + t` tokens, restricted to
+//! the last `t` rows (checked in `tests/match_reference.rs`).
+
+use switchhead_ops::op::{MoeAttentionAttrs, PosEncoding};
+
+use crate::KernelError;
+use crate::error::check_len;
+use crate::moe_attention::{
+    Ctx, Dims, KvLayout, MoeAttentionWeights, attend, outputs, project, validate, values,
+};
+use crate::positions::RopeTable;
+
+/// The cache entering a step: `key` and `value` `[batch, H, past, dh]` (past may be 0).
+#[derive(Debug, Clone, Copy)]
+pub struct KvPast<'a> {
+    pub key: &'a [f32],
+    pub value: &'a [f32],
+    pub past: usize,
+}
+
+/// A step's result: y `[batch, t, D]` and the present cache `[batch, H, past + t, dh]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvStep {
+    pub y: Vec<f32>,
+    pub key: Vec<f32>,
+    pub value: Vec<f32>,
+}
+
+/// Runs one step over `x` `[batch, t, D]` (`dims.tk` must equal `dims.t`).
+pub fn moe_attention_kv(
+    attrs: &MoeAttentionAttrs,
+    w: &MoeAttentionWeights<'_>,
+    x: &[f32],
+    dims: Dims,
+    past: KvPast<'_>,
+    threads: usize,
+) -> Result<KvStep, KernelError> {
+    let PosEncoding::Rope {
+        rotate_fraction,
+        base,
+    } = attrs.pos
+    else {
+        let reason = "a KV cache needs RoPE positions; XL models carry memory instead";
+        return Err(KernelError::attr("MoEAttention", "kv_cache", reason));
+    };
+    validate(attrs, w, x, x, dims)?;
+    check_past(attrs, dims, past)?;
+    let hd = attrs.heads * attrs.d_head;
+    let (n, p) = (dims.batch * dims.t, past.past);
+    let new = Ctx {
+        a: attrs,
+        w,
+        dims,
+        hd,
+        threads: threads.max(1),
+    };
+    let scale = (attrs.d_head as f64).powf(-0.25);
+    let mut q = project(x, n, dims.d, w.q, hd, scale);
+    let mut k = project(x, n, dims.d, w.k, hd, scale);
+    let v = values(&new, x)?;
+    let table = RopeTable::new(attrs.d_head, rotate_fraction, base, p + dims.t)?;
+    let t = dims.t.max(1);
+    table.rotate_rows(&mut q, hd, attrs.d_head, |r| p + r % t);
+    table.rotate_rows(&mut k, hd, attrs.d_head, |r| p + r % t);
+    let key = append(attrs, dims, past.key, p, &k);
+    let value = append(attrs, dims, past.value, p, &v);
+    let full = Ctx {
+        dims: Dims {
+            tk: p + dims.t,
+            ..dims
+        },
+        ..new
+    };
+    let r = attend(&full, &q, (&key, &value, KvLayout::HeadMajor), None);
+    let y = outputs(&new, x, r)?;
+    Ok(KvStep { y, key, value })
+}
+
+/// `[batch, H, p, dh]` cache followed by the new `[batch, t, H*dh]` rows, head-major.
+fn append(a: &MoeAttentionAttrs, dims: Dims, cache: &[f32], p: usize, new: &[f32]) -> Vec<f32> {
+    let (h, dh, t) = (a.heads, a.d_head, dims.t);
+    let total = p + t;
+    let mut out = Vec::with_capacity(dims.batch * h * total * dh);
+    for b in 0..dims.batch {
+        for head in 0..h {
+            let at = (b * h + head) * p * dh;
+            out.extend_from_slice(&cache[at..at + p * dh]);
+            for r in 0..t {
+                let at = (b * t + r) * h * dh + head * dh;
+                out.extend_from_slice(&new[at..at + dh]);
+            }
+        }
+    }
+    out
+}
+
+fn check_past(a: &MoeAttentionAttrs, dims: Dims, past: KvPast<'_>) -> Result<(), KernelError> {
+    if dims.tk != dims.t {
+        return Err(KernelError::Shape {
+            what: "MoEAttention xkv",
+            expected: format!("xq itself with a KV cache ({} rows)", dims.t),
+            got: format!("{} rows", dims.tk),
+        });
+    }
+    let len = dims.batch * a.heads * past.past * a.d_head;
+    check_len("MoEAttention past_key", past.key, len)?;
+    check_len("MoEAttention past_value", past.value, len)
+}

@@ -1,0 +1,261 @@
+//! `Decoder`: feeds a session tokens a step at a time and keeps what the next step needs,
+//! so generation costs the new tokens' work, not the whole context's.
+//!
+//! - RoPE models compiled with a KV cache (`switchhead-compile --kv-cache`): the cache of
+//!   keys and values per layer. With a context limit (`with_context`, by default the model's
+//!   training context when it is recorded), a step that would overflow it restarts the cache
+//!   from the last half of the context (re-encoded once), so positions stay those the model
+//!   was trained on.
+//! - Transformer-XL models: the memory, chunked as in training. Within a chunk of the
+//!   model's `chunk_size`, each step sees the previous chunk's layer inputs and the current
+//!   chunk's so far; at a chunk boundary the current chunk becomes the memory. Logits equal
+//!   a chunked full pass over the same tokens.
+
+use crate::info::ModelInfo;
+use crate::{KvCache, Logits, RuntimeError, Session, TokenBatch, XlMemory};
+
+/// A stateful decoder over one [`Session`] (see the module docs).
+#[derive(Debug)]
+pub struct Decoder<'s> {
+    session: &'s Session,
+    batch: usize,
+    state: State,
+    /// Tokens fed so far, per batch row.
+    position: usize,
+}
+
+#[derive(Debug)]
+enum State {
+    Kv {
+        cache: KvCache,
+        context: Option<usize>,
+        /// The last `context` tokens per row (to re-encode when the cache restarts).
+        history: Vec<Vec<i64>>,
+    },
+    Xl {
+        previous: XlMemory,
+        current: XlMemory,
+        chunk: usize,
+    },
+}
+
+impl<'s> Decoder<'s> {
+    pub(crate) fn new(session: &'s Session, batch: usize) -> Result<Self, RuntimeError> {
+        let info = session.info();
+        if batch == 0 {
+            return Err(RuntimeError::EmptyInput { batch, seq: 0 });
+        }
+        let state = if info.is_xl() {
+            xl_state(session, info, batch)?
+        } else {
+            let kv = info.kv.ok_or_else(|| RuntimeError::NoKvCache {
+                path: session.path().to_path_buf(),
+            })?;
+            State::Kv {
+                cache: KvCache::empty(batch, kv.heads, kv.d_head, kv.layers),
+                context: info.chunk_size,
+                history: vec![Vec::new(); batch],
+            }
+        };
+        Ok(Decoder {
+            session,
+            batch,
+            state,
+            position: 0,
+        })
+    }
+
+    /// Limits a RoPE model's context to `tokens` (at least 2); `None` removes the limit.
+    /// XL models bound their memory by their chunk size and ignore this.
+    pub fn with_context(mut self, tokens: Option<usize>) -> Self {
+        if let State::Kv { context, .. } = &mut self.state {
+            *context = tokens.map(|t| t.max(2));
+        }
+        self
+    }
+
+    /// Tokens fed so far (per batch row).
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    /// Rows decoded side by side.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Feeds `tokens` `[batch, seq]` and returns their logits `[batch, seq, vocab]`.
+    pub fn step(&mut self, tokens: &TokenBatch) -> Result<Logits, RuntimeError> {
+        self.session.check_tokens(tokens)?;
+        if tokens.batch != self.batch {
+            return Err(RuntimeError::ShapeMismatch {
+                tensor: "tokens".into(),
+                expected: format!("a batch of {} (the decoder's)", self.batch),
+                got: format!("a batch of {}", tokens.batch),
+            });
+        }
+        let logits = match &mut self.state {
+            State::Kv { .. } => self.step_kv(tokens)?,
+            State::Xl { .. } => self.step_xl(tokens)?,
+        };
+        self.position += tokens.seq;
+        Ok(logits)
+    }
+
+    /// Batch-1 convenience: feeds `tokens` and returns the logits of the last one.
+    pub fn feed(&mut self, tokens: &[i64]) -> Result<Vec<f32>, RuntimeError> {
+        let logits = self.step(&TokenBatch::single(tokens.to_vec()))?;
+        let last = logits.seq.saturating_sub(1);
+        Ok(logits.row(0, last).map(<[f32]>::to_vec).unwrap_or_default())
+    }
+
+    fn step_kv(&mut self, tokens: &TokenBatch) -> Result<Logits, RuntimeError> {
+        let State::Kv {
+            cache,
+            context,
+            history,
+        } = &mut self.state
+        else {
+            return Err(RuntimeError::NotXl("internal: not a KV decoder".into()));
+        };
+        let backend = self.session.backend();
+        let mut out = Vec::new();
+        for piece in split(tokens, context.map_or(usize::MAX, |c| c / 2)) {
+            if let Some(limit) = *context
+                && cache.past + piece.seq > limit
+            {
+                *cache = restart(self.session, cache, history, limit / 2)?;
+            }
+            let (logits, next) = backend.run_kv(&piece, cache)?;
+            *cache = next;
+            remember(history, &piece, context.unwrap_or(usize::MAX));
+            out.push(self.session.logits_of(&piece, logits)?);
+        }
+        Ok(concat(out, self.session.vocab_size()))
+    }
+
+    fn step_xl(&mut self, tokens: &TokenBatch) -> Result<Logits, RuntimeError> {
+        let State::Xl {
+            previous,
+            current,
+            chunk,
+        } = &mut self.state
+        else {
+            return Err(RuntimeError::NotXl("internal: not an XL decoder".into()));
+        };
+        let mut out = Vec::new();
+        let mut rest = tokens.clone();
+        while rest.seq > 0 {
+            let room = *chunk - current.mem_len;
+            let (piece, tail) = split_at(&rest, room.min(rest.seq));
+            let memory = previous.append(current, usize::MAX);
+            let (logits, inputs) = self.session.forward_chunk(&piece, Some(&memory))?;
+            *current = current.append(&inputs, usize::MAX);
+            if current.mem_len == *chunk {
+                let (b, d, l) = (current.batch, current.d_model, current.layers.len());
+                *previous = std::mem::replace(current, XlMemory::empty(b, d, l));
+            }
+            out.push(logits);
+            rest = tail;
+        }
+        Ok(concat(out, self.session.vocab_size()))
+    }
+}
+
+fn xl_state(session: &Session, info: &ModelInfo, batch: usize) -> Result<State, RuntimeError> {
+    let chunk = info.chunk_size.filter(|&c| c > 0).ok_or_else(|| {
+        RuntimeError::Interface {
+            reason: format!(
+                "{} records no switchhead.chunk_size: an XL decoder needs the training chunk length",
+                session.path().display()
+            ),
+        }
+    })?;
+    let empty = XlMemory::empty(batch, info.d_model, info.memory_layers);
+    Ok(State::Xl {
+        previous: empty.clone(),
+        current: empty,
+        chunk,
+    })
+}
+
+/// Re-encodes the last `keep` remembered tokens of every row into a fresh cache.
+fn restart(
+    session: &Session,
+    cache: &KvCache,
+    history: &[Vec<i64>],
+    keep: usize,
+) -> Result<KvCache, RuntimeError> {
+    let empty = KvCache::empty(cache.batch, cache.heads, cache.d_head, cache.layers.len());
+    let keep = keep.min(history.iter().map(Vec::len).min().unwrap_or(0));
+    if keep == 0 {
+        return Ok(empty);
+    }
+    let tokens = history
+        .iter()
+        .flat_map(|h| h[h.len() - keep..].iter().copied())
+        .collect();
+    let prompt = TokenBatch::new(history.len(), keep, tokens)?;
+    Ok(session.backend().run_kv(&prompt, &empty)?.1)
+}
+
+fn remember(history: &mut [Vec<i64>], piece: &TokenBatch, keep: usize) {
+    for (row, h) in history.iter_mut().enumerate() {
+        h.extend_from_slice(&piece.tokens[row * piece.seq..(row + 1) * piece.seq]);
+        if h.len() > keep {
+            h.drain(..h.len() - keep);
+        }
+    }
+}
+
+/// `tokens` cut along the sequence into pieces of at most `max` (at least 1).
+fn split(tokens: &TokenBatch, max: usize) -> Vec<TokenBatch> {
+    let mut pieces = Vec::new();
+    let mut rest = tokens.clone();
+    while rest.seq > 0 {
+        let (piece, tail) = split_at(&rest, max.max(1).min(rest.seq));
+        pieces.push(piece);
+        rest = tail;
+    }
+    pieces
+}
+
+/// The first `n` positions of every row, and the rest.
+fn split_at(tokens: &TokenBatch, n: usize) -> (TokenBatch, TokenBatch) {
+    let (mut head, mut tail) = (Vec::new(), Vec::new());
+    for row in tokens.tokens.chunks_exact(tokens.seq.max(1)) {
+        head.extend_from_slice(&row[..n]);
+        tail.extend_from_slice(&row[n..]);
+    }
+    let batch = tokens.batch;
+    (
+        TokenBatch {
+            batch,
+            seq: n,
+            tokens: head,
+        },
+        TokenBatch {
+            batch,
+            seq: tokens.seq - n,
+            tokens: tail,
+        },
+    )
+}
+
+/// Logits pieces of the same batch joined along the sequence.
+fn concat(pieces: Vec<Logits>, vocab: usize) -> Logits {
+    let batch = pieces.first().map_or(0, |p| p.batch);
+    let seq = pieces.iter().map(|p| p.seq).sum();
+    let mut data = Vec::with_capacity(batch * seq * vocab);
+    for b in 0..batch {
+        for p in &pieces {
+            data.extend_from_slice(&p.data[b * p.seq * vocab..(b + 1) * p.seq * vocab]);
+        }
+    }
+    Logits {
+        batch,
+        seq,
+        vocab,
+        data,
+    }
+}
