@@ -459,6 +459,7 @@ def main():
         a.cache = tmp
     os.makedirs(a.cache, exist_ok=True)
     tools = Tools(a.bin_dir)
+    load_before = os.getloadavg()[0]
     log(f"plan output (.shplan) supported: {tools.plan}")
     log("GEMM ceiling ...")
     ceilings = gemm_ceiling(a.gemm_n, a.threads)
@@ -479,10 +480,12 @@ def main():
         if tmp and not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     model, cores = machine()
+    load_after = os.getloadavg()[0]
     ceil_txt = ", ".join(f"{k} {v:.0f}" for k, v in ceilings.items())
     report = [
         f"Machine: {model}, {cores} logical CPUs; {a.threads} threads for every engine; "
         f"{a.runs} timed runs after {a.warmup} warmup; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"Machine load (1-min load average) at start {load_before:.1f}, at end {load_after:.1f}.",
         f"GEMM ceiling (fp32 {a.gemm_n}^3, GFLOP/s): {ceil_txt}; ceiling = {ceiling:.0f}.",
         f"Command: `{' '.join([os.path.basename(sys.executable)] + sys.argv)}`",
         "",
