@@ -11,8 +11,8 @@
 //! and reports the median, min, p10, p90 and max in milliseconds and the throughput
 //! `batch*seq / median` in tokens/s. Decode mode (`--decode N`) runs a [`Session::decoder_batch`]
 //! with no context limit (so no cache restart): a `seq`-token prompt (not timed), then N
-//! single-token steps, each timed (tokens from the generator with seed + 1), repeated `warmup`
-//! + `runs` times; it reports the statistics over all timed steps and `batch / median step`
+//! single-token steps, each timed (tokens from the generator with seed + 1), repeated for
+//! `warmup` untimed and `runs` timed decoders; it reports the statistics over all timed steps and `batch / median step`
 //! tokens/s. RoPE files need the KV-cache interface (`switchhead-compile --kv-cache`).
 
 use std::path::Path;
@@ -131,12 +131,12 @@ pub fn run(args: Args) -> Result<()> {
     let (mode, times, per_s) = match args.decode {
         None => (
             "forward",
-            time_forward(&session, &tokens, &args)?,
+            time_forward(session, &tokens, &args)?,
             args.batch * args.seq,
         ),
         Some(steps) => (
             "decode",
-            time_decode(&session, &tokens, steps, &args)?,
+            time_decode(session, &tokens, steps, &args)?,
             args.batch,
         ),
     };
