@@ -52,7 +52,7 @@ step "1. environment and bundle"
 {
   echo "dry_run=$dry"; uname -a; nvidia-smi -L 2>&1; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
   "$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.is_available())' 2>&1
-  ls /usr/local/cuda/lib64/libnvrtc* 2>&1; echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  ls /usr/local/cuda/lib64/libnvrtc* 2>&1; echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 } >"$out/env.txt" 2>&1
 sh="$bundle/bin/switchhead"
 missing=0
