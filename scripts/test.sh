@@ -10,4 +10,4 @@ if ! "$venv/bin/python" -c "import onnx, onnxruntime, numpy, safetensors" 2>/dev
   "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-ci.txt
 fi
 export SWITCHHEAD_PYTHON="$(cd "$venv" && pwd)/bin/python"
-cargo test --workspace "$@"
+cargo test --workspace --features switchhead-cli/cuda "$@"

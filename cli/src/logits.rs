@@ -2,8 +2,11 @@
 //!
 //! Reads int64 `tokens` `[batch, seq]` (or chunks `tokens0`, `tokens1`, ... run in order with
 //! the XL memory carried) and writes f32 `logits` (or `logits0`, `logits1`, ...)
-//! `[batch, seq, vocab]`, atomically. MODEL is a checkpoint (compiled in memory for the CPU
-//! executor) or, for the CPU executor, an ONNX file written by `switchhead-compile`.
+//! `[batch, seq, vocab]`, atomically. MODEL is a checkpoint (compiled in memory for the runtime
+//! executors) or, for the runtime executors (auto, cpu, cuda), an ONNX file written by
+//! `switchhead-compile`. `auto` (the default) runs on CUDA only when the binary has the `cuda`
+//! feature, a device is present and the backend can run the model; `cuda` fails with one line
+//! saying why when it cannot.
 
 use std::path::PathBuf;
 
@@ -11,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use switchhead_compiler::reference::{Memory, ReferenceExecutor, Tokens};
 use switchhead_compiler::tensor_io::{read_token_chunks, write_f32};
 use switchhead_ops::Tensor;
-use switchhead_runtime::{TokenBatch, XlMemory};
+use switchhead_runtime::{BackendKind, TokenBatch, XlMemory};
 
 use crate::model_arg::ModelArg;
 use crate::open::{OpenOptions, is_compiled, open};
@@ -19,8 +22,13 @@ use crate::open::{OpenOptions, is_compiled, open};
 /// Which engine computes the logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Executor {
+    /// The best available backend: CUDA when built, present and able to run the model, else
+    /// the CPU.
+    Auto,
     /// The runtime's CPU backend (tract with our ai.switchhead kernels).
     Cpu,
+    /// The runtime's CUDA backend (needs the `cuda` feature and a device).
+    Cuda,
     /// The plain reference executor (slow, exact; the oracle).
     Reference,
 }
@@ -37,9 +45,9 @@ pub struct Args {
     #[arg(short, long, value_name = "OUT.safetensors")]
     pub output: PathBuf,
     /// The executor to run.
-    #[arg(long, value_enum, default_value_t = Executor::Cpu)]
+    #[arg(long, value_enum, default_value_t = Executor::Auto)]
     pub executor: Executor,
-    /// Threads for the CPU executor (default: all cores).
+    /// Threads for the CPU backend (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
 }
@@ -49,7 +57,9 @@ pub fn run(args: Args) -> Result<()> {
     let chunks = read_token_chunks(&args.tokens)?;
     let outputs = match args.executor {
         Executor::Reference => run_reference(&args, &chunks)?,
-        Executor::Cpu => run_cpu(&args, &chunks)?,
+        Executor::Auto => run_session(&args, &chunks, BackendKind::Auto)?,
+        Executor::Cpu => run_session(&args, &chunks, BackendKind::Cpu)?,
+        Executor::Cuda => run_session(&args, &chunks, BackendKind::Cuda)?,
     };
     let names = output_names(outputs.len());
     let named: Vec<(String, &Tensor)> = names.into_iter().zip(&outputs).collect();
@@ -82,10 +92,11 @@ fn run_reference(args: &Args, chunks: &[Tokens]) -> Result<Vec<Tensor>> {
     Ok(outputs)
 }
 
-fn run_cpu(args: &Args, chunks: &[Tokens]) -> Result<Vec<Tensor>> {
+fn run_session(args: &Args, chunks: &[Tokens], backend: BackendKind) -> Result<Vec<Tensor>> {
     let opts = OpenOptions {
         threads: args.threads,
         kv_cache: false,
+        backend,
     };
     let opened = open(&args.model, opts)?;
     let session = &opened.session;

@@ -7,9 +7,32 @@ use anyhow::{Context, Result};
 use switchhead_compiler::config::PosEncodingKind;
 use switchhead_compiler::ir::lower;
 use switchhead_compiler::onnx::{EmitOptions, emit, write};
-use switchhead_runtime::{Session, SessionOptions};
+use switchhead_runtime::backend::{CudaBackend, probe};
+use switchhead_runtime::{BackendKind, Session, SessionOptions};
 
 use crate::model_arg::ModelArg;
+
+/// `--executor` of `run` and `eval`: which runtime backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ExecutorArg {
+    /// CUDA when built, present and able to run the model, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU backend (tract with our kernels).
+    Cpu,
+    /// The CUDA backend (needs the `cuda` feature and a device).
+    Cuda,
+}
+
+impl From<ExecutorArg> for BackendKind {
+    fn from(e: ExecutorArg) -> Self {
+        match e {
+            ExecutorArg::Auto => BackendKind::Auto,
+            ExecutorArg::Cpu => BackendKind::Cpu,
+            ExecutorArg::Cuda => BackendKind::Cuda,
+        }
+    }
+}
 
 /// A session and, for checkpoints, the temporary file it runs.
 pub struct Opened {
@@ -24,10 +47,18 @@ pub struct OpenOptions {
     pub threads: Option<usize>,
     /// Compile RoPE checkpoints with KV-cache inputs (for token-by-token decoding).
     pub kv_cache: bool,
+    /// The backend (default: the best available).
+    pub backend: BackendKind,
 }
 
 /// Loads `model` into a session (see the module docs).
 pub fn open(model: &ModelArg, opts: OpenOptions) -> Result<Opened> {
+    if opts.backend == BackendKind::Cuda {
+        // Before compiling a checkpoint: a host without a device fails at once, in one line.
+        if let Err(why) = probe() {
+            return Err(CudaBackend::unavailable_because(why).into());
+        }
+    }
     let temp = match is_compiled(&model.model) {
         true => None,
         false => Some(compile_to_temp(model, opts.kv_cache)?),
@@ -37,7 +68,7 @@ pub fn open(model: &ModelArg, opts: OpenOptions) -> Result<Opened> {
         .map_or(model.model.as_path(), |t| t.0.as_path());
     let options = SessionOptions {
         threads: opts.threads,
-        ..Default::default()
+        backend: opts.backend,
     };
     let session =
         Session::load(path, options).with_context(|| model.model.display().to_string())?;

@@ -56,7 +56,7 @@ fn run_logits(model: &Path, golden: &Path, out: &Path, executor: &str) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
-const EXECUTORS: [&str; 2] = ["cpu", "reference"];
+const EXECUTORS: [&str; 3] = ["auto", "cpu", "reference"];
 
 #[test]
 fn logits_match_golden_single_chunk() {
@@ -189,4 +189,36 @@ fn bad_inputs_give_one_clear_line_and_no_output() {
         "reference",
         "runs checkpoints, not ONNX files",
     );
+}
+
+/// `--executor cuda` on a host without a usable device: exit code 1, one line naming the
+/// reason (no feature, no libcuda, no device), no output file, never a panic.
+#[test]
+fn cuda_executor_without_a_device_fails_in_one_line() {
+    let Err(why) = switchhead_runtime::backend::probe() else {
+        eprintln!("SKIPPED: a CUDA device is present");
+        return;
+    };
+    let dir = root().join("testdata/models/rope");
+    let work = tmp("cuda");
+    let out = work.join("out.safetensors");
+    let tokens = dir.join("golden_short.safetensors");
+    expect_error(&dir, &tokens, &out, "cuda", &why.to_string());
+    let o = switchhead(&[
+        "logits",
+        &dir.to_string_lossy(),
+        "--tokens",
+        &tokens.to_string_lossy(),
+        "-o",
+        &out.to_string_lossy(),
+        "--executor",
+        "cuda",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.starts_with("error: backend cuda is unavailable: "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

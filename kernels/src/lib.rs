@@ -12,6 +12,7 @@ mod parallel;
 mod positions;
 
 pub mod attention;
+pub mod cuda;
 pub mod kv_attention;
 pub mod moe_attention;
 pub mod routing;

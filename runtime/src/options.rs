@@ -3,12 +3,14 @@
 /// Which backend runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendKind {
-    /// The best available: CUDA when present and built, else the CPU.
+    /// The best available: CUDA when built, a device is present and the backend can run the
+    /// model; else the CPU.
     #[default]
     Auto,
     /// tract on the CPU.
     Cpu,
-    /// CUDA (not built yet: loading returns [`crate::RuntimeError::BackendUnavailable`]).
+    /// CUDA, or [`crate::RuntimeError::BackendUnavailable`] with the reason (not built with the
+    /// `cuda` feature, no libcuda, no device, model not runnable there).
     Cuda,
 }
 

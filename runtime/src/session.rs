@@ -21,9 +21,12 @@ impl Session {
     /// Loads the ONNX file at `path` (external data beside it) for `options.backend`.
     pub fn load(path: impl AsRef<Path>, options: SessionOptions) -> Result<Session, RuntimeError> {
         let path = path.as_ref().to_path_buf();
-        if options.backend == BackendKind::Cuda {
-            return Err(CudaBackend::unavailable());
-        }
+        // Auto takes CUDA only when a device is present and the backend can run the model.
+        let cuda = match options.backend {
+            BackendKind::Cpu => None,
+            BackendKind::Auto => CudaBackend::load(&path).ok(),
+            BackendKind::Cuda => Some(CudaBackend::load(&path)?),
+        };
         let bytes = std::fs::read(&path).map_err(|source| RuntimeError::Io {
             path: path.clone(),
             source,
@@ -43,7 +46,16 @@ impl Session {
         // The interface first (vocab size is filled in once the backend knows it).
         let kv = read_info(&proto, 0)?.kv;
         let threads = options.resolved_threads();
-        let backend = CpuBackend::prepare(&proto, Some(dir), memory_d, kv, threads)?;
+        let backend: Box<dyn Backend> = match cuda {
+            Some(cuda) => Box::new(cuda),
+            None => Box::new(CpuBackend::prepare(
+                &proto,
+                Some(dir),
+                memory_d,
+                kv,
+                threads,
+            )?),
+        };
         let vocab = backend
             .vocab_size()
             .ok_or_else(|| RuntimeError::Interface {
@@ -51,7 +63,7 @@ impl Session {
             })?;
         let info = read_info(&proto, vocab)?;
         Ok(Session {
-            backend: Box::new(backend),
+            backend,
             info,
             path,
         })

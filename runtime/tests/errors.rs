@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use switchhead_runtime::backend::probe;
 use switchhead_runtime::{BackendKind, RuntimeError, Session, SessionOptions, TokenBatch};
 use tract_onnx::pb;
 
@@ -138,17 +139,31 @@ fn cuda_backend_is_unavailable() {
         backend: BackendKind::Cuda,
         threads: None,
     };
+    // Never a panic: a typed error whose reason is the probe's (no feature, no libcuda, no
+    // device), or on a GPU host the reason the backend cannot run the model.
     let err = Session::load(path, options).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RuntimeError::BackendUnavailable {
-                backend: "cuda",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    let RuntimeError::BackendUnavailable {
+        backend: "cuda",
+        reason,
+    } = &err
+    else {
+        panic!("expected BackendUnavailable, got {err}");
+    };
+    match probe() {
+        Err(why) => assert_eq!(reason, &why.to_string()),
+        Ok(device) => assert!(reason.contains(&device.name), "{reason}"),
+    }
+    assert!(!err.to_string().contains('\n'), "one line: {err}");
+}
+
+#[test]
+fn auto_backend_falls_back_to_the_cpu() {
+    let session = load(&sigma_model(DOMAIN, "SigmaMoE", Some(1)), "auto").expect("load");
+    assert_eq!(session.backend_name(), "cpu");
+    let logits = session
+        .logits(&TokenBatch::new(1, 2, vec![0, 1]).expect("tokens"))
+        .expect("run");
+    assert_eq!(logits.data.len(), 2 * session.vocab_size());
 }
 
 #[test]

@@ -1,10 +1,10 @@
 //! The backend boundary: a prepared model that turns tokens (and XL memory) into logits.
 
 mod cpu;
-mod cuda;
+pub mod cuda;
 
 pub use cpu::CpuBackend;
-pub use cuda::CudaBackend;
+pub use cuda::{CudaBackend, CudaUnavailable, DeviceInfo, probe};
 
 use crate::{KvCache, RuntimeError, TokenBatch, XlMemory};
 
