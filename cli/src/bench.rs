@@ -216,6 +216,7 @@ fn load(model: &ModelArg, threads: usize, decode: bool) -> Result<Loaded> {
         let opts = OpenOptions {
             threads: Some(threads),
             kv_cache: decode,
+            ..Default::default()
         };
         return Ok(Loaded::Checkpoint(open(model, opts)?));
     }
