@@ -18,11 +18,22 @@ pub struct Session {
 }
 
 impl Session {
-    /// Loads the ONNX file at `path` (external data beside it) for `options.backend`.
+    /// Loads the ONNX file at `path` (external data beside it) for `options.backend`, or a
+    /// `.shplan` plan (by extension or magic) on the native executor.
     pub fn load(path: impl AsRef<Path>, options: SessionOptions) -> Result<Session, RuntimeError> {
         let path = path.as_ref().to_path_buf();
         if options.backend == BackendKind::Cuda {
             return Err(CudaBackend::unavailable());
+        }
+        if crate::native::is_plan(&path) {
+            let threads = options.resolved_threads();
+            let (backend, info) = crate::native::load_session_parts(&path, threads)?;
+            let backend = Box::new(backend);
+            return Ok(Session {
+                backend,
+                info,
+                path,
+            });
         }
         let bytes = std::fs::read(&path).map_err(|source| RuntimeError::Io {
             path: path.clone(),
