@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use switchhead_compiler::import::{LoadOptions, load_model};
 use switchhead_compiler::ir::lower;
 use switchhead_compiler::passes::{PassManager, RunOptions};
 use switchhead_compiler::plan::{PlanOptions, plan_graph, write_plan_file};

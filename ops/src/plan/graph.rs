@@ -268,6 +268,15 @@ impl PlanGraph {
     /// Checks the structural rules: every value defined once, read only after its
     /// definition, arities match the ops, weights inside `weights_len` and 64-byte aligned.
     pub fn validate(&self, weights_len: u64) -> Result<(), PlanError> {
+        let definitions = self.inputs.len()
+            + self.weights.len()
+            + self.nodes.iter().map(|n| n.outputs.len()).sum::<usize>();
+        if self.n_values as usize > definitions {
+            return Err(graph_err(format!(
+                "n_values {} exceeds the {definitions} values the graph defines",
+                self.n_values
+            )));
+        }
         let mut defined = vec![false; self.n_values as usize];
         let mut define = |v: u32, what: &str| -> Result<(), PlanError> {
             match defined.get_mut(v as usize) {
@@ -344,7 +353,11 @@ fn check_weight(w: &PlanWeight, weights_len: u64) -> Result<(), PlanError> {
     if w.dtype == PlanDType::I64 {
         return Err(err("i64 weights are not supported".into()));
     }
-    let want = (w.numel() as u64).checked_mul(w.dtype.size() as u64);
+    let numel = w
+        .shape
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+    let want = numel.and_then(|n| n.checked_mul(w.dtype.size() as u64));
     if want != Some(w.nbytes) {
         return Err(err(format!(
             "nbytes {} does not match shape {:?} of {:?}",

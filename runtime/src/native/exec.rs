@@ -60,12 +60,16 @@ pub(crate) fn run(
             r.slots[v] = Slot::Empty;
         }
     }
-    let logits = r.take(p.logits)?;
-    let memory = p
-        .memory_out
+    let outputs: Vec<usize> = std::iter::once(p.logits)
+        .chain(p.memory_out.iter().copied())
+        .collect();
+    let mut taken = outputs
         .iter()
-        .map(|&v| r.take(v))
-        .collect::<Result<_, _>>()?;
+        .enumerate()
+        .map(|(i, &v)| r.take(v, outputs[i + 1..].contains(&v)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let memory = taken.split_off(1);
+    let logits = taken.pop().unwrap_or_default();
     Ok(BackendOutput { logits, memory })
 }
 
@@ -95,11 +99,19 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Output value `v` as an owned vector (copied if another output shares it).
-    fn take(&mut self, v: usize) -> Result<Vec<f32>, RuntimeError> {
-        match &self.slots[v] {
-            Slot::Act(a) => Ok(a.data.to_vec()),
-            _ => Err(exec(format!("output value {v} was not computed"))),
+    /// Output value `v` as an owned vector: moved out, or copied when a later output
+    /// (`again`) is the same value.
+    fn take(&mut self, v: usize, again: bool) -> Result<Vec<f32>, RuntimeError> {
+        let missing = || exec(format!("output value {v} was not computed"));
+        if again {
+            return match &self.slots[v] {
+                Slot::Act(a) => Ok(a.data.to_vec()),
+                _ => Err(missing()),
+            };
+        }
+        match std::mem::replace(&mut self.slots[v], Slot::Empty) {
+            Slot::Act(a) => Ok(a.data.into_owned()),
+            _ => Err(missing()),
         }
     }
 
@@ -114,7 +126,7 @@ impl<'a> Run<'a> {
     }
 
     fn step(&mut self, s: &Step) -> Result<Act<'a>, String> {
-        if s.op == Op::Add && s.free.contains(&s.inputs[0]) {
+        if s.op == Op::Add && s.free.contains(&s.inputs[0]) && s.inputs[0] != s.inputs[1] {
             let Slot::Act(mut a) = std::mem::replace(&mut self.slots[s.inputs[0]], Slot::Empty)
             else {
                 return Err("Add operand is not a tensor".into());
