@@ -1,4 +1,5 @@
-//! `switchhead-compile MODEL -o OUT.onnx`: import, lower, optimize, emit.
+//! `switchhead-compile MODEL -o OUT.onnx`: import, lower, optimize, emit (ONNX, or a native
+//! plan for `-o OUT.shplan` / `--format plan`).
 //!
 //! The output is written atomically (nothing is left behind on failure) and is byte-identical
 //! across runs. Stages are shown as a progress bar on stderr when it is a terminal.
@@ -13,6 +14,7 @@ use switchhead_compiler::import::parse_override;
 use switchhead_compiler::ir::lower;
 use switchhead_compiler::onnx::{EmitOptions, ExpertForm, WeightDType, emit, write};
 use switchhead_compiler::passes::{PassManager, RunOptions};
+use switchhead_compiler::plan::{PlanOptions, plan_graph, write_plan_file};
 
 use crate::model_arg::ModelArg;
 
@@ -33,12 +35,21 @@ pub enum ExpertsArg {
     Gather,
 }
 
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// ONNX (the default unless the output ends in `.shplan`).
+    Onnx,
+    /// A native plan (`.shplan`) for the runtime's native executor.
+    Plan,
+}
+
 /// Arguments of `switchhead-compile`.
 #[derive(Debug, clap::Parser)]
 #[command(
     name = "switchhead-compile",
     version,
-    about = "Compile a SwitchHead checkpoint to ONNX"
+    about = "Compile a SwitchHead checkpoint to ONNX or a native plan (.shplan)"
 )]
 pub struct Args {
     /// A .safetensors or .pth checkpoint, or a directory holding one (plus config.json).
@@ -47,7 +58,7 @@ pub struct Args {
     /// Override a config key (repeatable), as for `switchhead inspect`.
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_override)]
     pub set: Vec<(String, String)>,
-    /// Output file (`.onnx`).
+    /// Output file (`.onnx`, or `.shplan` for a native plan).
     #[arg(
         short,
         long,
@@ -55,6 +66,9 @@ pub struct Args {
         required_unless_present = "passes"
     )]
     pub output: Option<PathBuf>,
+    /// Output format; default: `plan` for a `.shplan` output, else `onnx`.
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
     /// Emit standard ONNX ops only (no `ai.switchhead` custom domain).
     #[arg(long)]
     pub decompose: bool,
@@ -116,6 +130,25 @@ pub fn run(args: Args) -> Result<()> {
     };
     manager.run(&mut graph, opts)?;
     bar.inc(1);
+    if format(&args, &output) == FormatArg::Plan {
+        if args.decompose || args.kv_cache {
+            bar.finish_and_clear();
+            bail!("--decompose and --kv-cache apply to ONNX output only");
+        }
+        bar.set_message(format!("writing plan {}", output.display()));
+        let opts = PlanOptions {
+            dtype: dtype(args.dtype),
+            chunk_size: model.config.chunk_size,
+        };
+        write_plan_file(
+            &plan_graph(&graph, &model.weights, &opts)?,
+            &model.weights,
+            &output,
+        )?;
+        bar.finish_and_clear();
+        eprintln!("wrote {}", output.display());
+        return Ok(());
+    }
     bar.set_message("emitting ONNX");
     let proto = emit(
         &graph,
@@ -141,6 +174,15 @@ fn experts(e: ExpertsArg) -> ExpertForm {
         ExpertsArg::Dense => ExpertForm::Dense,
         ExpertsArg::Gather => ExpertForm::Gather,
     }
+}
+
+fn format(args: &Args, output: &std::path::Path) -> FormatArg {
+    let plan_ext = output.extension().is_some_and(|e| e == "shplan");
+    args.format.unwrap_or(if plan_ext {
+        FormatArg::Plan
+    } else {
+        FormatArg::Onnx
+    })
 }
 
 fn dtype(d: DtypeArg) -> WeightDType {

@@ -111,3 +111,28 @@ fn passes_lists_the_pipeline() {
         vec!["infer-shapes", "const-fold", "dead-code"]
     );
 }
+
+#[test]
+fn shplan_output_is_a_plan_byte_identical_across_runs() {
+    let dir = tmp("plan");
+    let model = root().join("testdata/models/xl");
+    let (a, b, c) = (
+        dir.join("a.shplan"),
+        dir.join("b.shplan"),
+        dir.join("c.bin"),
+    );
+    for (out, extra) in [(&a, None), (&b, None), (&c, Some("--format=plan"))] {
+        let mut args = vec![s(&model), "-o".into(), s(out)];
+        args.extend(extra.map(String::from));
+        let o = compile(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let read = |p: &Path| std::fs::read(p).expect("plan");
+    let (x, y, z) = (read(&a), read(&b), read(&c));
+    assert!(
+        x.starts_with(b"\x89SHPLAN\n") && x == y && x == z,
+        "plans differ"
+    );
+    let left: Vec<_> = std::fs::read_dir(&dir).expect("dir").collect();
+    assert_eq!(left.len(), 3, "temporary files left behind");
+}

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use switchhead_compiler::import::{LoadOptions, load_model};
 use switchhead_compiler::ir::lower;
-use switchhead_compiler::onnx::{EmitOptions, emit, write};
+use switchhead_compiler::onnx::{EmitOptions, WeightDType, emit, write};
+use switchhead_compiler::passes::{PassManager, RunOptions};
+use switchhead_compiler::plan::{PlanOptions, plan_graph, write_plan_file};
 use switchhead_compiler::tensor_io::{parse, read_bytes, read_f32, read_tokens};
 use switchhead_runtime::{Logits, RuntimeError, Session, SessionOptions, TokenBatch};
 
@@ -23,6 +25,23 @@ fn compile(name: &str, tag: &str, opts: EmitOptions) -> PathBuf {
     let proto = emit(&lower(&model), &model.weights, &opts).expect("emit");
     let out = std::env::temp_dir().join(format!("dec-{name}-{tag}-{}.onnx", std::process::id()));
     write(proto, &out).expect("write");
+    out
+}
+
+/// A native plan (`.shplan`) of `name`, with `chunk_size` recorded.
+fn compile_plan(name: &str, chunk_size: Option<usize>) -> PathBuf {
+    let model = load_model(&model_dir(name), &LoadOptions::default()).expect("load");
+    let mut graph = lower(&model);
+    PassManager::default()
+        .run(&mut graph, RunOptions::default())
+        .expect("passes");
+    let opts = PlanOptions {
+        dtype: WeightDType::F32,
+        chunk_size: chunk_size.or(model.config.chunk_size),
+    };
+    let plan = plan_graph(&graph, &model.weights, &opts).expect("plan");
+    let out = std::env::temp_dir().join(format!("dec-{name}-{}.shplan", std::process::id()));
+    write_plan_file(&plan, &model.weights, &out).expect("write");
     out
 }
 
@@ -84,14 +103,18 @@ fn rope_case(name: &str, decompose: bool) {
         ..Default::default()
     };
     let path = compile(name, if decompose { "kvd" } else { "kv" }, opts);
-    let session = Session::load(&path, SessionOptions::default()).expect("session");
+    rope_check(name, &path, if decompose { "decompose" } else { "custom" });
+}
+
+fn rope_check(name: &str, path: &Path, form: &str) {
+    let session = Session::load(path, SessionOptions::default()).expect("session");
     let (tokens, want) = golden(name, "golden_long", "");
     let full = session
         .logits(&tokens)
         .expect("full pass with an empty cache");
     let err_full = max_rel_err(&full.data, &want);
     let err_dec = max_rel_err(&decode(&session, &tokens, 20), &want);
-    println!("{name} decompose={decompose}: full {err_full:.3e}, decoded {err_dec:.3e}");
+    println!("{name} {form}: full {err_full:.3e}, decoded {err_dec:.3e}");
     assert!(
         err_full <= TOL && err_dec <= TOL,
         "{name}: {err_full} {err_dec}"
@@ -119,8 +142,11 @@ fn xl_case(name: &str) {
         chunk_size: Some(19),
         ..Default::default()
     };
-    let path = compile(name, "xl", opts);
-    let session = Session::load(&path, SessionOptions::default()).expect("session");
+    xl_check(name, &compile(name, "xl", opts));
+}
+
+fn xl_check(name: &str, path: &Path) {
+    let session = Session::load(path, SessionOptions::default()).expect("session");
     let (c0, want0) = golden(name, "golden_mem", "0");
     let (c1, want1) = golden(name, "golden_mem", "1");
     assert_eq!((c0.seq, c1.seq), (19, 19), "golden_mem layout");
@@ -193,5 +219,17 @@ fn decoder_errors_are_typed() {
     assert_eq!(dec.position(), 20);
     for p in [plain, kv] {
         let _ = std::fs::remove_file(p);
+    }
+}
+
+#[test]
+fn native_plan_decoding_matches_golden() {
+    for name in ["rope", "dense", "gated"] {
+        let path = compile_plan(name, None);
+        rope_check(name, &path, "plan");
+    }
+    for name in ["xl", "switchall"] {
+        let path = compile_plan(name, Some(19));
+        xl_check(name, &path);
     }
 }

@@ -12,6 +12,7 @@ pub mod model;
 pub mod names;
 pub mod onnx;
 pub mod passes;
+pub mod plan;
 pub mod reference;
 pub mod synth;
 pub mod tensor_io;

@@ -14,11 +14,15 @@ mod positions;
 pub mod attention;
 pub mod cuda;
 pub mod kv_attention;
+pub mod linear;
 pub mod moe_attention;
+pub mod norm;
 pub mod routing;
 pub mod sigma_moe;
 
 pub use error::KernelError;
 pub use kv_attention::{KvPast, KvStep, moe_attention_kv};
+pub use linear::{DenseFfnWeights, dense_ffn, linear};
 pub use moe_attention::{MoeAttentionWeights, moe_attention};
+pub use norm::{add_in_place, concat_seq, embedding, layer_norm, relu_in_place, softmax_rows};
 pub use sigma_moe::{SigmaMoeWeights, sigma_moe};

@@ -22,3 +22,27 @@ pub(crate) fn par_map<T: Send>(threads: usize, n: usize, f: impl Fn(usize) -> T 
     }
     slots.into_iter().flatten().collect()
 }
+
+/// Splits `out` (`rows` rows of `width`) into up to `threads` contiguous row blocks and calls
+/// `f(first_row, block)` for each on scoped threads (inline when one block suffices).
+/// Blocks hold at least `min_rows` rows, so small problems stay on one thread.
+pub(crate) fn par_rows(
+    threads: usize,
+    out: &mut [f32],
+    width: usize,
+    min_rows: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    let rows = out.len() / width.max(1);
+    let blocks = threads.clamp(1, (rows / min_rows.max(1)).max(1));
+    if blocks == 1 {
+        return f(0, out);
+    }
+    let per = rows.div_ceil(blocks);
+    let f = &f;
+    std::thread::scope(|s| {
+        for (i, block) in out.chunks_mut(per * width).enumerate() {
+            s.spawn(move || f(i * per, block));
+        }
+    });
+}

@@ -3,6 +3,8 @@
 //! Both reproduce `switchhead_ops::rope` / `switchhead_ops::xl_pos` exactly: the same f64
 //! angles and the same rounding points; only the position-key product accumulates in f32.
 
+use std::sync::{Arc, Mutex};
+
 use crate::KernelError;
 use crate::gemm::{Mat, gemm};
 
@@ -84,18 +86,39 @@ pub(crate) fn xl_position_keys(
         return Err(KernelError::attr("MoEAttention", "pos", reason));
     }
     let n = usize::try_from(hi - lo + 1).unwrap_or(0);
-    let mut pe = Vec::with_capacity(n * d);
-    for p in lo..=hi {
-        let row = switchhead_ops::xl_pos::sinusoid(p, d);
-        pe.extend(row.iter().map(|&v| (v as f64 * scale) as f32));
-    }
+    let pe = scaled_sinusoids(lo, hi, d, scale);
     let mut keys = vec![0f32; n * hd];
     gemm(
-        Mat::rows(&pe, n, d),
+        Mat::rows(&pe[..], n, d),
         Mat::rows(w_pk, hd, d).t(),
         &mut keys,
         hd,
         0.0,
     );
     Ok(keys)
+}
+
+/// `s * pe(p)` for p in `lo..=hi`, `[n, d]`. Every layer of a model (and every chunk of the
+/// same length) asks for the same table, so the last one is kept: the sin/cos/pow it costs
+/// is otherwise a sizeable share of an XL forward pass at small batch.
+fn scaled_sinusoids(lo: i64, hi: i64, d: usize, scale: f64) -> Arc<Vec<f32>> {
+    type Cache = Option<((i64, i64, usize, u64), Arc<Vec<f32>>)>;
+    static LAST: Mutex<Cache> = Mutex::new(None);
+    let key = (lo, hi, d, scale.to_bits());
+    if let Ok(last) = LAST.lock()
+        && let Some((k, table)) = last.as_ref()
+        && *k == key
+    {
+        return Arc::clone(table);
+    }
+    let mut pe = Vec::with_capacity(usize::try_from(hi - lo + 1).unwrap_or(0) * d);
+    for p in lo..=hi {
+        let row = switchhead_ops::xl_pos::sinusoid(p, d);
+        pe.extend(row.iter().map(|&v| (v as f64 * scale) as f32));
+    }
+    let table = Arc::new(pe);
+    if let Ok(mut last) = LAST.lock() {
+        *last = Some((key, Arc::clone(&table)));
+    }
+    table
 }

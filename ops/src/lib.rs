@@ -17,6 +17,7 @@ pub mod layer_norm;
 pub mod linear;
 pub mod moe_attention;
 pub mod op;
+pub mod plan;
 pub mod rope;
 pub mod router;
 pub mod sigma_moe;

@@ -11,6 +11,10 @@ pub enum RuntimeError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A `.shplan` file is not a valid plan (not a plan, truncated, corrupt, newer format,
+    /// or a graph the native executor cannot run).
+    #[error("{path}: invalid plan: {reason}")]
+    InvalidPlan { path: PathBuf, reason: String },
     /// The file is not an ONNX model.
     #[error("{path} is not an ONNX model: {reason}")]
     NotOnnx { path: PathBuf, reason: String },

@@ -5,7 +5,8 @@
 //! (`ai.switchhead`, version 1), and hands it to a [`backend::Backend`]. The CPU backend is
 //! tract with our `MoEAttention` / `SigmaMoE` ops registered (kernels from
 //! `switchhead-kernels`); the model is typed with symbolic batch / seq / mem_len and
-//! optimised once at load. Errors are typed ([`RuntimeError`]); nothing here panics on input.
+//! optimised once at load. A `.shplan` file (`switchhead_ops::plan`) runs on the
+//! [`native`] executor instead: our kernels, weights used in place from a memory map. Errors are typed ([`RuntimeError`]); nothing here panics on input.
 
 mod decoder;
 mod error;
@@ -15,6 +16,7 @@ mod session;
 mod tensors;
 
 pub mod backend;
+pub mod native;
 pub mod onnx;
 
 pub use decoder::Decoder;

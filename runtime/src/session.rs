@@ -18,7 +18,8 @@ pub struct Session {
 }
 
 impl Session {
-    /// Loads the ONNX file at `path` (external data beside it) for `options.backend`.
+    /// Loads the ONNX file at `path` (external data beside it) for `options.backend`, or a
+    /// `.shplan` plan (by extension or magic) on the native executor.
     pub fn load(path: impl AsRef<Path>, options: SessionOptions) -> Result<Session, RuntimeError> {
         let path = path.as_ref().to_path_buf();
         // Auto takes CUDA only when a device is present and the backend can run the model.
@@ -27,6 +28,16 @@ impl Session {
             BackendKind::Auto => CudaBackend::load(&path).ok(),
             BackendKind::Cuda => Some(CudaBackend::load(&path)?),
         };
+        if cuda.is_none() && crate::native::is_plan(&path) {
+            let threads = options.resolved_threads();
+            let (backend, info) = crate::native::load_session_parts(&path, threads)?;
+            let backend = Box::new(backend);
+            return Ok(Session {
+                backend,
+                info,
+                path,
+            });
+        }
         let bytes = std::fs::read(&path).map_err(|source| RuntimeError::Io {
             path: path.clone(),
             source,

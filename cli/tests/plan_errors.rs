@@ -1,0 +1,121 @@
+//! Bad plan files fail to load with `RuntimeError::InvalidPlan` naming the file and the
+//! problem, never a panic: truncated, a flipped byte (checksum), a future format version,
+//! not a plan at all, and a graph that breaks the structural rules.
+
+use std::path::{Path, PathBuf};
+
+use switchhead_compiler::import::{LoadOptions, load_model};
+use switchhead_compiler::ir::lower;
+use switchhead_compiler::passes::{PassManager, RunOptions};
+use switchhead_compiler::plan::{PlanOptions, plan_graph, write_plan_file};
+use switchhead_ops::plan::write_plan;
+use switchhead_runtime::{RuntimeError, Session, SessionOptions};
+
+fn plan_bytes(tag: &str) -> (PathBuf, Vec<u8>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/models/gated");
+    let model = load_model(&dir, &LoadOptions::default()).expect("load");
+    let mut graph = lower(&model);
+    PassManager::default()
+        .run(&mut graph, RunOptions::default())
+        .expect("passes");
+    let plan = plan_graph(&graph, &model.weights, &PlanOptions::default()).expect("plan");
+    let path = temp(tag);
+    write_plan_file(&plan, &model.weights, &path).expect("write");
+    let bytes = std::fs::read(&path).expect("read back");
+    (path, bytes)
+}
+
+fn temp(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("plan-err-{tag}-{}.shplan", std::process::id()))
+}
+
+/// Loads `bytes` as a plan file; returns the error's message (which must name the file).
+fn load_error(path: &Path, bytes: &[u8]) -> String {
+    std::fs::write(path, bytes).expect("write");
+    let err = Session::load(path, SessionOptions::default()).expect_err("must not load");
+    let _ = std::fs::remove_file(path);
+    assert!(matches!(err, RuntimeError::InvalidPlan { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    println!("{msg}");
+    msg
+}
+
+#[test]
+fn a_good_plan_loads() {
+    let (path, _) = plan_bytes("good");
+    let s = Session::load(&path, SessionOptions::default()).expect("load");
+    assert_eq!(s.backend_name(), "native");
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn truncated() {
+    let (path, bytes) = plan_bytes("truncated");
+    for len in [bytes.len() - 1, bytes.len() / 2, 70, 40, 12] {
+        let msg = load_error(&path, &bytes[..len]);
+        assert!(msg.contains("truncated"), "{len}: {msg}");
+    }
+}
+
+#[test]
+fn flipped_byte_fails_the_checksum() {
+    let (path, bytes) = plan_bytes("flip");
+    for at in [bytes.len() / 2, 100, bytes.len() - 9, bytes.len() - 1] {
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x10;
+        let msg = load_error(&path, &bad);
+        assert!(msg.contains("checksum mismatch"), "byte {at}: {msg}");
+    }
+}
+
+#[test]
+fn future_version() {
+    let (path, mut bytes) = plan_bytes("future");
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let msg = load_error(&path, &bytes);
+    assert!(
+        msg.contains("format version 2 was written by a newer switchhead"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn not_a_plan() {
+    let path = temp("notaplan");
+    let msg = load_error(&path, b"this is not a plan, just some text\n");
+    assert!(msg.contains("not a switchhead plan"), "{msg}");
+    let msg = load_error(&path, b"");
+    assert!(msg.contains("not a switchhead plan"), "{msg}");
+}
+
+#[test]
+fn trailing_data() {
+    let (path, mut bytes) = plan_bytes("trailing");
+    bytes.extend_from_slice(&[0u8; 16]);
+    let msg = load_error(&path, &bytes);
+    assert!(msg.contains("trailing data"), "{msg}");
+}
+
+#[test]
+fn graph_breaking_the_rules_is_rejected_with_a_valid_checksum() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/models/gated");
+    let model = load_model(&dir, &LoadOptions::default()).expect("load");
+    let mut graph = lower(&model);
+    PassManager::default()
+        .run(&mut graph, RunOptions::default())
+        .expect("passes");
+    let plan = plan_graph(&graph, &model.weights, &PlanOptions::default()).expect("plan");
+    let mut bad = plan.clone();
+    bad.nodes[0].inputs[0] = bad.n_values + 5;
+    let mut bytes = Vec::new();
+    write_plan(&mut bytes, &bad, |w, out| {
+        out.write_all(&vec![0u8; w.nbytes as usize])
+    })
+    .expect("write");
+    let msg = load_error(&temp("graph"), &bytes);
+    assert!(
+        msg.contains("bad graph") && msg.contains("before it is defined"),
+        "{msg}"
+    );
+}

@@ -1,0 +1,106 @@
+//! Pairing tests for the dense kernels (Linear, DenseFfn, LayerNorm, Embedding, Softmax,
+//! ConcatSeq) against their `switchhead_ops` references on random inputs, one and two
+//! threads.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use switchhead_kernels::{
+    DenseFfnWeights, concat_seq, dense_ffn, embedding, layer_norm, linear, softmax_rows,
+};
+use switchhead_ops::Tensor;
+
+fn random(rng: &mut ChaCha8Rng, shape: &[usize], scale: f32) -> Tensor {
+    let n = shape.iter().product();
+    let data = (0..n).map(|_| rng.random_range(-scale..scale)).collect();
+    Tensor::new(shape.to_vec(), data).expect("shape")
+}
+
+fn assert_close(got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol * scale,
+            "element {i}: got {g}, want {w}"
+        );
+    }
+}
+
+#[test]
+fn linear_matches_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for (rows, i, o) in [(1, 7, 5), (37, 33, 65), (100, 64, 3)] {
+        let x = random(&mut rng, &[rows, i], 1.0);
+        let w = random(&mut rng, &[o, i], 0.5);
+        let b = random(&mut rng, &[o], 0.5);
+        let want = switchhead_ops::linear::linear(&x, &w, Some(&b)).expect("ref");
+        for threads in [1, 2] {
+            let got =
+                linear(x.data(), rows, i, w.data(), Some(b.data()), o, threads).expect("kernel");
+            assert_close(&got, want.data(), 1e-5);
+            let got = linear(x.data(), rows, i, w.data(), None, o, threads).expect("kernel");
+            let want = switchhead_ops::linear::linear(&x, &w, None).expect("ref");
+            assert_close(&got, want.data(), 1e-5);
+        }
+    }
+}
+
+#[test]
+fn dense_ffn_matches_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let (rows, d, f) = (45, 24, 70);
+    let x = random(&mut rng, &[rows, d], 1.0);
+    let (w1, b1) = (random(&mut rng, &[f, d], 0.3), random(&mut rng, &[f], 0.3));
+    let (w2, b2) = (random(&mut rng, &[d, f], 0.3), random(&mut rng, &[d], 0.3));
+    let want = switchhead_ops::ffn::dense_ffn(&x, &w1, &b1, &w2, &b2).expect("ref");
+    let w = DenseFfnWeights {
+        w1: w1.data(),
+        b1: b1.data(),
+        w2: w2.data(),
+        b2: b2.data(),
+        d_ff: f,
+    };
+    for threads in [1, 2, 3] {
+        let got = dense_ffn(&w, x.data(), rows, d, threads).expect("kernel");
+        assert_close(&got, want.data(), 1e-5);
+    }
+}
+
+#[test]
+fn layer_norm_matches_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let (rows, d) = (130, 40);
+    let x = random(&mut rng, &[rows, d], 3.0);
+    let (w, b) = (random(&mut rng, &[d], 1.0), random(&mut rng, &[d], 1.0));
+    let want = switchhead_ops::layer_norm::layer_norm(&x, &w, &b, 1e-5).expect("ref");
+    for threads in [1, 2] {
+        let got = layer_norm(x.data(), d, w.data(), b.data(), 1e-5, threads).expect("kernel");
+        assert_close(&got, want.data(), 1e-5);
+    }
+}
+
+#[test]
+fn embedding_matches_reference_and_rejects_bad_ids() {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let table = random(&mut rng, &[11, 6], 1.0);
+    let ids = [0i64, 10, 3, 3];
+    let want = switchhead_ops::embedding::embedding(&table, &ids).expect("ref");
+    assert_eq!(
+        embedding(table.data(), 11, 6, &ids).expect("kernel"),
+        want.data()
+    );
+    assert!(embedding(table.data(), 11, 6, &[11]).is_err());
+    assert!(embedding(table.data(), 11, 6, &[-1]).is_err());
+}
+
+#[test]
+fn softmax_and_concat() {
+    let mut x = vec![1.0f32, 2.0, 3.0, 0.0, 0.0, 0.0];
+    softmax_rows(&mut x, 3).expect("softmax");
+    assert_close(&x[3..], &[1.0 / 3.0; 3], 1e-6);
+    assert!((x[..3].iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    let a = [1.0f32, 2.0, 3.0, 4.0]; // [2, 1, 2]
+    let b = [5.0f32, 6.0, 7.0, 8.0]; // [2, 1, 2]
+    let y = concat_seq(&a, 1, &b, 1, 2, 2).expect("concat");
+    assert_eq!(y, [1.0, 2.0, 5.0, 6.0, 3.0, 4.0, 7.0, 8.0]);
+}

@@ -1,0 +1,385 @@
+//! The graph section of a plan: serde types of its JSON, conversion to and from [`Op`], and
+//! the structural checks a reader runs (module doc of `plan` for the schema).
+
+use serde::{Deserialize, Serialize};
+
+use super::PlanError;
+use crate::op::{AttentionVariant, MoeAttentionAttrs, Op, PosEncoding, SigmaMoeAttrs};
+
+/// The whole graph section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanGraph {
+    /// Who wrote the file (informational).
+    pub producer: String,
+    /// Values are numbered `0 .. n_values`.
+    pub n_values: u32,
+    pub inputs: Vec<PlanInput>,
+    pub outputs: Vec<PlanOutput>,
+    pub weights: Vec<PlanWeight>,
+    pub nodes: Vec<PlanNode>,
+    pub meta: PlanMeta,
+}
+
+/// A graph input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanInput {
+    pub name: String,
+    pub value: u32,
+    pub dtype: PlanDType,
+}
+
+/// A named graph output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanOutput {
+    pub name: String,
+    pub value: u32,
+}
+
+/// A weight: its value, storage type, shape and bytes in the weights section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanWeight {
+    pub name: String,
+    pub value: u32,
+    pub dtype: PlanDType,
+    pub shape: Vec<usize>,
+    /// From the start of the weights section; a multiple of 64.
+    pub offset: u64,
+    pub nbytes: u64,
+}
+
+impl PlanWeight {
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// Element type of an input or a stored weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanDType {
+    F32,
+    F16,
+    Bf16,
+    I64,
+}
+
+impl PlanDType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            PlanDType::F32 => 4,
+            PlanDType::F16 | PlanDType::Bf16 => 2,
+            PlanDType::I64 => 8,
+        }
+    }
+}
+
+/// One node, in execution order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanNode {
+    pub name: String,
+    pub op: PlanOp,
+    pub inputs: Vec<u32>,
+    pub outputs: Vec<u32>,
+}
+
+/// Shape facts for loaders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanMeta {
+    pub d_model: usize,
+    pub vocab_size: usize,
+    pub n_layers: usize,
+    pub chunk_size: Option<usize>,
+}
+
+/// An op with its attributes, as stored (`"type"` names the op).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum PlanOp {
+    Embedding,
+    LayerNorm {
+        eps: f64,
+    },
+    Linear {
+        bias: bool,
+    },
+    Add,
+    Relu,
+    Softmax {
+        axis: i64,
+    },
+    ConcatSeq,
+    DenseFfn,
+    MoEAttention {
+        heads: usize,
+        experts: usize,
+        k: usize,
+        d_head: usize,
+        pos: PlanPos,
+        causal: bool,
+        variant: PlanVariant,
+    },
+    #[serde(rename = "SigmaMoE")]
+    SigmaMoe {
+        experts: usize,
+        expert_size: usize,
+        k: usize,
+    },
+}
+
+/// Positional encoding of an attention op.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum PlanPos {
+    Rope { rotate_fraction: f64, base: f64 },
+    Xl,
+}
+
+/// Attention variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanVariant {
+    ExpertsVo,
+    Gated,
+    Dense,
+}
+
+impl From<&Op> for PlanOp {
+    fn from(op: &Op) -> Self {
+        match *op {
+            Op::Embedding => PlanOp::Embedding,
+            Op::LayerNorm { eps } => PlanOp::LayerNorm { eps },
+            Op::Linear { bias } => PlanOp::Linear { bias },
+            Op::Add => PlanOp::Add,
+            Op::Relu => PlanOp::Relu,
+            Op::Softmax { axis } => PlanOp::Softmax { axis },
+            Op::ConcatSeq => PlanOp::ConcatSeq,
+            Op::DenseFfn => PlanOp::DenseFfn,
+            Op::MoEAttention(a) => attention_to_plan(&a),
+            Op::SigmaMoe(a) => PlanOp::SigmaMoe {
+                experts: a.experts,
+                expert_size: a.expert_size,
+                k: a.k,
+            },
+        }
+    }
+}
+
+fn attention_to_plan(a: &MoeAttentionAttrs) -> PlanOp {
+    let pos = match a.pos {
+        PosEncoding::Rope {
+            rotate_fraction,
+            base,
+        } => PlanPos::Rope {
+            rotate_fraction,
+            base,
+        },
+        PosEncoding::Xl => PlanPos::Xl,
+    };
+    let variant = match a.variant {
+        AttentionVariant::ExpertsVO => PlanVariant::ExpertsVo,
+        AttentionVariant::Gated => PlanVariant::Gated,
+        AttentionVariant::Dense => PlanVariant::Dense,
+    };
+    PlanOp::MoEAttention {
+        heads: a.heads,
+        experts: a.experts,
+        k: a.k,
+        d_head: a.d_head,
+        pos,
+        causal: a.causal,
+        variant,
+    }
+}
+
+impl From<&PlanOp> for Op {
+    fn from(op: &PlanOp) -> Self {
+        match *op {
+            PlanOp::Embedding => Op::Embedding,
+            PlanOp::LayerNorm { eps } => Op::LayerNorm { eps },
+            PlanOp::Linear { bias } => Op::Linear { bias },
+            PlanOp::Add => Op::Add,
+            PlanOp::Relu => Op::Relu,
+            PlanOp::Softmax { axis } => Op::Softmax { axis },
+            PlanOp::ConcatSeq => Op::ConcatSeq,
+            PlanOp::DenseFfn => Op::DenseFfn,
+            PlanOp::MoEAttention {
+                heads,
+                experts,
+                k,
+                d_head,
+                pos,
+                causal,
+                variant,
+            } => Op::MoEAttention(MoeAttentionAttrs {
+                heads,
+                experts,
+                k,
+                d_head,
+                pos: match pos {
+                    PlanPos::Rope {
+                        rotate_fraction,
+                        base,
+                    } => PosEncoding::Rope {
+                        rotate_fraction,
+                        base,
+                    },
+                    PlanPos::Xl => PosEncoding::Xl,
+                },
+                causal,
+                variant: match variant {
+                    PlanVariant::ExpertsVo => AttentionVariant::ExpertsVO,
+                    PlanVariant::Gated => AttentionVariant::Gated,
+                    PlanVariant::Dense => AttentionVariant::Dense,
+                },
+            }),
+            PlanOp::SigmaMoe {
+                experts,
+                expert_size,
+                k,
+            } => Op::SigmaMoe(SigmaMoeAttrs {
+                experts,
+                expert_size,
+                k,
+            }),
+        }
+    }
+}
+
+impl PlanGraph {
+    /// Parses the graph section.
+    pub fn from_json(bytes: &[u8]) -> Result<PlanGraph, PlanError> {
+        serde_json::from_slice(bytes).map_err(|e| PlanError::Graph(e.to_string()))
+    }
+
+    /// The graph section's bytes (compact JSON).
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing these plain structs cannot fail (no maps with non-string keys).
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Checks the structural rules: every value defined once, read only after its
+    /// definition, arities match the ops, weights inside `weights_len` and 64-byte aligned.
+    pub fn validate(&self, weights_len: u64) -> Result<(), PlanError> {
+        let definitions = self.inputs.len()
+            + self.weights.len()
+            + self.nodes.iter().map(|n| n.outputs.len()).sum::<usize>();
+        if self.n_values as usize > definitions {
+            return Err(graph_err(format!(
+                "n_values {} exceeds the {definitions} values the graph defines",
+                self.n_values
+            )));
+        }
+        let mut defined = vec![false; self.n_values as usize];
+        let mut define = |v: u32, what: &str| -> Result<(), PlanError> {
+            match defined.get_mut(v as usize) {
+                Some(d) if !*d => {
+                    *d = true;
+                    Ok(())
+                }
+                Some(_) => Err(graph_err(format!("value {v} ({what}) is defined twice"))),
+                None => Err(graph_err(format!(
+                    "value {v} ({what}) is outside 0..{}",
+                    self.n_values
+                ))),
+            }
+        };
+        for i in &self.inputs {
+            define(i.value, &i.name)?;
+        }
+        for w in &self.weights {
+            check_weight(w, weights_len)?;
+            define(w.value, &w.name)?;
+        }
+        self.validate_nodes(&mut defined)?;
+        for o in &self.outputs {
+            if !defined.get(o.value as usize).copied().unwrap_or(false) {
+                return Err(graph_err(format!("output {} is never defined", o.name)));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_nodes(&self, defined: &mut [bool]) -> Result<(), PlanError> {
+        for n in &self.nodes {
+            let op = Op::from(&n.op);
+            if n.inputs.len() != op.arity() || n.outputs.len() != 1 {
+                return Err(graph_err(format!(
+                    "node {:?} ({}) has {} inputs and {} outputs, expected {} and 1",
+                    n.name,
+                    op.name(),
+                    n.inputs.len(),
+                    n.outputs.len(),
+                    op.arity()
+                )));
+            }
+            if let Some(v) = n
+                .inputs
+                .iter()
+                .find(|&&v| !defined.get(v as usize).copied().unwrap_or(false))
+            {
+                return Err(graph_err(format!(
+                    "node {:?} reads value {v} before it is defined",
+                    n.name
+                )));
+            }
+            let out = n.outputs[0] as usize;
+            match defined.get_mut(out) {
+                Some(d) if !*d => *d = true,
+                _ => {
+                    return Err(graph_err(format!(
+                        "node {:?} output {out} is out of range or defined twice",
+                        n.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_weight(w: &PlanWeight, weights_len: u64) -> Result<(), PlanError> {
+    let err = |reason: String| PlanError::Weight {
+        name: w.name.clone(),
+        reason,
+    };
+    if w.dtype == PlanDType::I64 {
+        return Err(err("i64 weights are not supported".into()));
+    }
+    let numel = w
+        .shape
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+    let want = numel.and_then(|n| n.checked_mul(w.dtype.size() as u64));
+    if want != Some(w.nbytes) {
+        return Err(err(format!(
+            "nbytes {} does not match shape {:?} of {:?}",
+            w.nbytes, w.shape, w.dtype
+        )));
+    }
+    if !w.offset.is_multiple_of(super::ALIGN) {
+        return Err(err(format!("offset {} is not 64-byte aligned", w.offset)));
+    }
+    if w.offset
+        .checked_add(w.nbytes)
+        .is_none_or(|e| e > weights_len)
+    {
+        return Err(err(format!(
+            "bytes {}..{} are outside the {weights_len}-byte weights section",
+            w.offset,
+            w.offset.saturating_add(w.nbytes)
+        )));
+    }
+    Ok(())
+}
+
+fn graph_err(s: String) -> PlanError {
+    PlanError::Graph(s)
+}

@@ -1,0 +1,145 @@
+//! [`NativeBackend`]: a loaded, verified plan behind the [`Backend`] trait.
+
+use std::io::Read;
+use std::path::Path;
+
+use switchhead_ops::op::{Op, PosEncoding};
+use switchhead_ops::plan::{MAGIC, read_plan};
+
+use super::exec::{run, run_kv};
+use super::program::Program;
+use super::weights::WeightStore;
+use crate::backend::{Backend, BackendOutput};
+use crate::info::KvShape;
+use crate::{KvCache, ModelInfo, RuntimeError, TokenBatch, XlMemory};
+
+/// Runs a `.shplan` file with the native CPU kernels.
+#[derive(Debug)]
+pub struct NativeBackend {
+    program: Program,
+    weights: WeightStore,
+    threads: usize,
+}
+
+impl NativeBackend {
+    /// Maps, verifies and prepares the plan at `path` to run on `threads` threads.
+    pub fn load(path: &Path, threads: usize) -> Result<Self, RuntimeError> {
+        let invalid = |reason: String| RuntimeError::InvalidPlan {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let io = |source| RuntimeError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the map is read-only; like every mmap-based loader we rely on the file not
+        // being truncated or rewritten while a session holds it (the compiler replaces plans
+        // by rename, which leaves a mapped file intact).
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        let (program, layout) = {
+            let plan = read_plan(&map).map_err(|e| invalid(e.to_string()))?;
+            let program = Program::new(&plan).map_err(invalid)?;
+            (program, (plan.graph.weights, plan.header.weights_offset))
+        };
+        let weights = WeightStore::new(map, &layout.0, layout.1);
+        Ok(NativeBackend {
+            program,
+            weights,
+            threads: threads.max(1),
+        })
+    }
+
+    /// The model's shape facts, from the plan's meta and interface.
+    pub fn info(&self) -> ModelInfo {
+        let m = &self.program.meta;
+        ModelInfo {
+            vocab_size: m.vocab_size,
+            n_layers: m.n_layers.max(self.program.memory.len()),
+            d_model: m.d_model,
+            memory_layers: self.program.memory.len(),
+            kv: self.kv_shape(),
+            chunk_size: m.chunk_size,
+        }
+    }
+
+    /// RoPE plans decode with a KV cache kept by the executor: one per attention step.
+    fn kv_shape(&self) -> Option<KvShape> {
+        if !self.program.memory.is_empty() {
+            return None;
+        }
+        let attention: Vec<_> = self
+            .program
+            .steps
+            .iter()
+            .filter_map(|s| match &s.op {
+                Op::MoEAttention(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        let first = attention.first()?;
+        let rope = attention.iter().all(|a| {
+            matches!(a.pos, PosEncoding::Rope { .. })
+                && (a.heads, a.d_head) == (first.heads, first.d_head)
+        });
+        rope.then_some(KvShape {
+            layers: attention.len(),
+            heads: first.heads,
+            d_head: first.d_head,
+        })
+    }
+}
+
+impl Backend for NativeBackend {
+    fn name(&self) -> &'static str {
+        "native"
+    }
+
+    fn vocab_size(&self) -> Option<usize> {
+        Some(self.program.meta.vocab_size)
+    }
+
+    fn run(
+        &self,
+        tokens: &TokenBatch,
+        memory: Option<&XlMemory>,
+    ) -> Result<BackendOutput, RuntimeError> {
+        run(&self.program, &self.weights, tokens, memory, self.threads)
+    }
+
+    fn run_kv(
+        &self,
+        tokens: &TokenBatch,
+        cache: &KvCache,
+    ) -> Result<(Vec<f32>, KvCache), RuntimeError> {
+        let (out, layers) = run_kv(&self.program, &self.weights, tokens, cache, self.threads)?;
+        let next = KvCache {
+            past: cache.past + tokens.seq,
+            layers,
+            ..*cache
+        };
+        Ok((out.logits, next))
+    }
+}
+
+/// True when `path` names a plan: a `.shplan` file name, or a file starting with the plan
+/// magic (a `.shplan` without it then fails to load as "not a plan").
+pub(crate) fn is_plan(path: &Path) -> bool {
+    if path.extension().is_some_and(|e| e == "shplan") {
+        return true;
+    }
+    let mut head = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|_| head == MAGIC)
+}
+
+/// What `Session::load` needs for a plan: the backend and the model's facts.
+pub(crate) fn load_session_parts(
+    path: &Path,
+    threads: usize,
+) -> Result<(NativeBackend, ModelInfo), RuntimeError> {
+    let backend = NativeBackend::load(path, threads)?;
+    let info = backend.info();
+    Ok((backend, info))
+}

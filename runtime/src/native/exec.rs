@@ -1,0 +1,401 @@
+//! One run of a [`Program`]: a slot per value, steps in order, intermediates freed after
+//! their last use, `Add` done in place when its left operand dies there.
+
+use std::borrow::Cow;
+
+use switchhead_kernels as k;
+use switchhead_kernels::moe_attention::Dims;
+use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, Op, PosEncoding, SigmaMoeAttrs};
+
+use super::program::{Program, Step};
+use super::weights::WeightStore;
+use crate::backend::BackendOutput;
+use crate::{KvCache, RuntimeError, TokenBatch, XlMemory};
+
+/// An f32 activation: shape and data (borrowed for caller-provided memory).
+#[derive(Debug)]
+struct Act<'a> {
+    shape: Vec<usize>,
+    data: Cow<'a, [f32]>,
+}
+
+enum Slot<'a> {
+    Empty,
+    Tokens(&'a TokenBatch),
+    Act(Act<'a>),
+}
+
+/// A read-only operand: shape and elements.
+type View<'s> = (&'s [usize], &'s [f32]);
+
+struct Run<'a> {
+    p: &'a Program,
+    w: &'a WeightStore,
+    slots: Vec<Slot<'a>>,
+    threads: usize,
+    /// The KV cache entering this step (RoPE decoding), and the present caches, by layer.
+    kv: Option<&'a KvCache>,
+    present: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+/// Runs `p` on `tokens` (and XL `memory`, required when the program has memory inputs).
+pub(crate) fn run(
+    p: &Program,
+    w: &WeightStore,
+    tokens: &TokenBatch,
+    memory: Option<&XlMemory>,
+    threads: usize,
+) -> Result<BackendOutput, RuntimeError> {
+    Ok(run_with(p, w, tokens, memory, None, threads)?.0)
+}
+
+/// One KV-cache step of a RoPE program: the outputs and the present cache of every layer.
+pub(crate) fn run_kv(
+    p: &Program,
+    w: &WeightStore,
+    tokens: &TokenBatch,
+    cache: &KvCache,
+    threads: usize,
+) -> Result<(BackendOutput, Vec<(Vec<f32>, Vec<f32>)>), RuntimeError> {
+    run_with(p, w, tokens, None, Some(cache), threads)
+}
+
+fn run_with<'a>(
+    p: &'a Program,
+    w: &'a WeightStore,
+    tokens: &'a TokenBatch,
+    memory: Option<&'a XlMemory>,
+    kv: Option<&'a KvCache>,
+    threads: usize,
+) -> Result<(BackendOutput, Vec<(Vec<f32>, Vec<f32>)>), RuntimeError> {
+    let mut r = Run {
+        p,
+        w,
+        slots: (0..p.n_values).map(|_| Slot::Empty).collect(),
+        threads,
+        kv,
+        present: Vec::new(),
+    };
+    r.slots[p.tokens] = Slot::Tokens(tokens);
+    r.bind_memory(tokens, memory)?;
+    for step in &p.steps {
+        let out = r
+            .step(step)
+            .map_err(|e| exec(format!("node {:?}: {e}", step.name)))?;
+        r.slots[step.output] = Slot::Act(out);
+        for &v in &step.free {
+            r.slots[v] = Slot::Empty;
+        }
+    }
+    let outputs: Vec<usize> = std::iter::once(p.logits)
+        .chain(p.memory_out.iter().copied())
+        .collect();
+    let mut taken = outputs
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| r.take(v, outputs[i + 1..].contains(&v)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let memory = taken.split_off(1);
+    let logits = taken.pop().unwrap_or_default();
+    Ok((BackendOutput { logits, memory }, r.present))
+}
+
+fn exec(reason: String) -> RuntimeError {
+    RuntimeError::Execution {
+        backend: "native",
+        reason,
+    }
+}
+
+impl<'a> Run<'a> {
+    fn bind_memory(
+        &mut self,
+        t: &TokenBatch,
+        memory: Option<&'a XlMemory>,
+    ) -> Result<(), RuntimeError> {
+        if self.p.memory.is_empty() {
+            return Ok(());
+        }
+        let m = memory.ok_or_else(|| exec("this XL plan needs memory inputs".into()))?;
+        for (&v, layer) in self.p.memory.iter().zip(&m.layers) {
+            self.slots[v] = Slot::Act(Act {
+                shape: vec![t.batch, m.mem_len, m.d_model],
+                data: Cow::Borrowed(layer),
+            });
+        }
+        Ok(())
+    }
+
+    /// Output value `v` as an owned vector: moved out, or copied when a later output
+    /// (`again`) is the same value.
+    fn take(&mut self, v: usize, again: bool) -> Result<Vec<f32>, RuntimeError> {
+        let missing = || exec(format!("output value {v} was not computed"));
+        if again {
+            return match &self.slots[v] {
+                Slot::Act(a) => Ok(a.data.to_vec()),
+                _ => Err(missing()),
+            };
+        }
+        match std::mem::replace(&mut self.slots[v], Slot::Empty) {
+            Slot::Act(a) => Ok(a.data.into_owned()),
+            _ => Err(missing()),
+        }
+    }
+
+    fn view(&self, v: usize) -> Result<View<'_>, String> {
+        if let Some(i) = self.p.weight_of[v] {
+            return Ok((self.w.shape(i), self.w.data(i)));
+        }
+        match &self.slots[v] {
+            Slot::Act(a) => Ok((&a.shape, &a.data)),
+            _ => Err(format!("value {v} is not an f32 tensor here")),
+        }
+    }
+
+    fn step(&mut self, s: &Step) -> Result<Act<'a>, String> {
+        if s.op == Op::Add && s.free.contains(&s.inputs[0]) && s.inputs[0] != s.inputs[1] {
+            let Slot::Act(mut a) = std::mem::replace(&mut self.slots[s.inputs[0]], Slot::Empty)
+            else {
+                return Err("Add operand is not a tensor".into());
+            };
+            let (_, b) = self.view(s.inputs[1])?;
+            k::add_in_place(a.data.to_mut(), b).map_err(|e| e.to_string())?;
+            return Ok(a);
+        }
+        let views = s
+            .inputs
+            .iter()
+            .map(|&v| self.view_or_tokens(v))
+            .collect::<Result<Vec<_>, _>>()?;
+        match (&s.op, self.kv) {
+            (Op::MoEAttention(a), Some(cache)) => {
+                let layer = self.present.len();
+                let (key, value) = cache
+                    .layers
+                    .get(layer)
+                    .ok_or_else(|| format!("the KV cache has no layer {layer}"))?;
+                let past = k::KvPast {
+                    key,
+                    value,
+                    past: cache.past,
+                };
+                let (y, present) = attention_kv(a, &views, past, self.threads)?;
+                self.present.push(present);
+                Ok(y)
+            }
+            _ => eval(&s.op, &views, self.threads),
+        }
+    }
+
+    fn view_or_tokens(&self, v: usize) -> Result<Operand<'_>, String> {
+        match &self.slots[v] {
+            Slot::Tokens(t) => Ok(Operand::Tokens(t)),
+            _ => self.view(v).map(|(s, d)| Operand::F32(s, d)),
+        }
+    }
+}
+
+enum Operand<'s> {
+    Tokens(&'s TokenBatch),
+    F32(&'s [usize], &'s [f32]),
+}
+
+impl<'s> Operand<'s> {
+    fn f32(&self) -> Result<View<'s>, String> {
+        match *self {
+            Operand::F32(s, d) => Ok((s, d)),
+            Operand::Tokens(_) => Err("tokens where an f32 tensor was expected".into()),
+        }
+    }
+}
+
+fn act(shape: Vec<usize>, data: Vec<f32>) -> Act<'static> {
+    Act {
+        shape,
+        data: Cow::Owned(data),
+    }
+}
+
+fn with_last(shape: &[usize], last: usize) -> Vec<usize> {
+    let mut s = shape.to_vec();
+    if let Some(l) = s.last_mut() {
+        *l = last;
+    }
+    s
+}
+
+fn last(shape: &[usize]) -> usize {
+    shape.last().copied().unwrap_or(0)
+}
+
+fn rows(shape: &[usize]) -> usize {
+    shape[..shape.len().saturating_sub(1)].iter().product()
+}
+
+fn eval(op: &Op, ins: &[Operand<'_>], threads: usize) -> Result<Act<'static>, String> {
+    let f = |i: usize| ins[i].f32();
+    let ke = |e: k::KernelError| e.to_string();
+    match op {
+        Op::Embedding => embedding(ins),
+        Op::LayerNorm { eps } => {
+            let ((s, x), (_, w), (_, b)) = (f(0)?, f(1)?, f(2)?);
+            let y = k::layer_norm(x, last(s), w, b, *eps, threads).map_err(ke)?;
+            Ok(act(s.to_vec(), y))
+        }
+        Op::Linear { bias } => {
+            let ((s, x), (ws, w)) = (f(0)?, f(1)?);
+            let b = if *bias { Some(f(2)?.1) } else { None };
+            let out = ws.first().copied().unwrap_or(0);
+            let y = k::linear(x, rows(s), last(s), w, b, out, threads).map_err(ke)?;
+            Ok(act(with_last(s, out), y))
+        }
+        Op::Add => {
+            let ((s, a), (_, b)) = (f(0)?, f(1)?);
+            let mut y = a.to_vec();
+            k::add_in_place(&mut y, b).map_err(ke)?;
+            Ok(act(s.to_vec(), y))
+        }
+        Op::Relu => {
+            let (s, x) = f(0)?;
+            let mut y = x.to_vec();
+            k::relu_in_place(&mut y);
+            Ok(act(s.to_vec(), y))
+        }
+        Op::Softmax { .. } => {
+            let (s, x) = f(0)?;
+            let mut y = x.to_vec();
+            k::softmax_rows(&mut y, last(s)).map_err(ke)?;
+            Ok(act(s.to_vec(), y))
+        }
+        Op::ConcatSeq => concat(f(0)?, f(1)?),
+        Op::DenseFfn => {
+            let (s, x) = f(0)?;
+            let (w1s, w1) = f(1)?;
+            let w = k::DenseFfnWeights {
+                w1,
+                b1: f(2)?.1,
+                w2: f(3)?.1,
+                b2: f(4)?.1,
+                d_ff: w1s.first().copied().unwrap_or(0),
+            };
+            let y = k::dense_ffn(&w, x, rows(s), last(s), threads).map_err(ke)?;
+            Ok(act(s.to_vec(), y))
+        }
+        Op::MoEAttention(a) => attention(a, ins, threads),
+        Op::SigmaMoe(a) => sigma_moe(a, ins, threads),
+    }
+}
+
+fn embedding(ins: &[Operand<'_>]) -> Result<Act<'static>, String> {
+    let Operand::Tokens(t) = ins[0] else {
+        return Err("Embedding expects the tokens input".into());
+    };
+    let (ts, table) = ins[1].f32()?;
+    let [vocab, d] = ts[..] else {
+        return Err(format!("embedding table shape {ts:?} is not [V, D]"));
+    };
+    let y = k::embedding(table, vocab, d, &t.tokens).map_err(|e| e.to_string())?;
+    Ok(act(vec![t.batch, t.seq, d], y))
+}
+
+fn concat((sa, a): View<'_>, (sb, b): View<'_>) -> Result<Act<'static>, String> {
+    let ([ba, m, da], [bb, t, db]) = (sa, sb) else {
+        return Err(format!(
+            "ConcatSeq expects rank-3 operands, got {sa:?} and {sb:?}"
+        ));
+    };
+    if ba != bb || da != db {
+        return Err(format!("ConcatSeq operands {sa:?} and {sb:?} differ"));
+    }
+    let y = k::concat_seq(a, *m, b, *t, *ba, *da).map_err(|e| e.to_string())?;
+    Ok(act(vec![*ba, m + t, *da], y))
+}
+
+fn attention(
+    a: &MoeAttentionAttrs,
+    ins: &[Operand<'_>],
+    threads: usize,
+) -> Result<Act<'static>, String> {
+    let (weights, dims) = attention_inputs(a, ins)?;
+    let (xq, xkv) = (ins[0].f32()?.1, ins[1].f32()?.1);
+    let y = k::moe_attention(a, &weights, xq, xkv, dims, threads).map_err(|e| e.to_string())?;
+    Ok(act(vec![dims.batch, dims.t, dims.d], y))
+}
+
+/// One KV-cache step of an attention layer: y and the present `(key, value)`.
+fn attention_kv(
+    a: &MoeAttentionAttrs,
+    ins: &[Operand<'_>],
+    past: k::KvPast<'_>,
+    threads: usize,
+) -> Result<(Act<'static>, (Vec<f32>, Vec<f32>)), String> {
+    let (weights, dims) = attention_inputs(a, ins)?;
+    let x = ins[0].f32()?.1;
+    let step =
+        k::moe_attention_kv(a, &weights, x, dims, past, threads).map_err(|e| e.to_string())?;
+    let y = act(vec![dims.batch, dims.t, dims.d], step.y);
+    Ok((y, (step.key, step.value)))
+}
+
+/// The weights and sizes of a `MoEAttention` step (inputs in `Op::MoEAttention` order).
+fn attention_inputs<'s>(
+    a: &MoeAttentionAttrs,
+    ins: &[Operand<'s>],
+) -> Result<(k::MoeAttentionWeights<'s>, Dims), String> {
+    let (sq, _) = ins[0].f32()?;
+    let (skv, _) = ins[1].f32()?;
+    let ([batch, t, d], [_, tk, _]) = (sq, skv) else {
+        return Err(format!(
+            "MoEAttention expects rank-3 xq/xkv, got {sq:?}, {skv:?}"
+        ));
+    };
+    let w = |i: usize| ins.get(i).map(|o| o.f32().map(|v| v.1)).transpose();
+    let routers = match a.variant {
+        AttentionVariant::ExpertsVO => 2,
+        AttentionVariant::Gated => 1,
+        AttentionVariant::Dense => 0,
+    };
+    let (sel_v, sel_o) = match a.variant {
+        AttentionVariant::ExpertsVO => (w(6)?, w(7)?),
+        AttentionVariant::Gated => (None, w(6)?),
+        AttentionVariant::Dense => (None, None),
+    };
+    let pos_to_pk = match a.pos {
+        PosEncoding::Xl => w(6 + routers)?,
+        PosEncoding::Rope { .. } => None,
+    };
+    let weights = k::MoeAttentionWeights {
+        q: ins[2].f32()?.1,
+        k: ins[3].f32()?.1,
+        v: ins[4].f32()?.1,
+        o: ins[5].f32()?.1,
+        sel_v,
+        sel_o,
+        pos_to_pk,
+    };
+    let dims = Dims {
+        batch: *batch,
+        t: *t,
+        tk: *tk,
+        d: *d,
+    };
+    Ok((weights, dims))
+}
+
+fn sigma_moe(
+    a: &SigmaMoeAttrs,
+    ins: &[Operand<'_>],
+    threads: usize,
+) -> Result<Act<'static>, String> {
+    let (s, x) = ins[0].f32()?;
+    let w = k::SigmaMoeWeights {
+        router: ins[1].f32()?.1,
+        keys: ins[2].f32()?.1,
+        values: ins[3].f32()?.1,
+        experts: a.experts,
+        expert_size: a.expert_size,
+        k: a.k,
+    };
+    let y = k::sigma_moe(&w, x, rows(s), last(s), threads).map_err(|e| e.to_string())?;
+    Ok(act(s.to_vec(), y))
+}

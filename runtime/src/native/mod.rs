@@ -1,0 +1,17 @@
+//! The native executor: runs a `.shplan` file (format: `switchhead_ops::plan`) with our CPU
+//! kernels, no tract and no ONNX.
+//!
+//! Loading memory-maps the file, verifies it (magic, version, lengths, checksum, graph) and
+//! checks every node against what the executor supports, so a bad file fails at load with
+//! [`crate::RuntimeError::InvalidPlan`] naming the file and the problem. f32 weights are
+//! used in place from the map (the file must not be modified while a session uses it);
+//! f16/bf16 weights are widened once at load. A run walks the op list in order, freeing
+//! each intermediate after its last use.
+
+mod backend;
+mod exec;
+mod program;
+mod weights;
+
+pub use backend::NativeBackend;
+pub(crate) use backend::{is_plan, load_session_parts};
