@@ -68,7 +68,6 @@ pub fn run(args: Args) -> Result<()> {
         threads: args.threads,
         backend: args.executor.into(),
         kv_cache: false,
-        ..Default::default()
     };
     let opened = open(&args.model, opts)?;
     let session = &opened.session;

@@ -80,7 +80,8 @@ pub fn open(model: &ModelArg, opts: OpenOptions) -> Result<Opened> {
 
 /// True for files the runtime loads directly (ONNX or `.shplan` from `switchhead-compile`).
 pub fn is_compiled(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "onnx" || e == "shplan")
+    path.extension()
+        .is_some_and(|e| e == "onnx" || e == "shplan")
 }
 
 /// A file in the temp folder, removed when dropped.

@@ -51,14 +51,14 @@ pub fn run(args: Args) -> Result<()> {
     if args.prompt.is_empty() {
         bail!("empty prompt: generation needs at least one byte to continue from");
     }
-    if !(args.top_p > 0.0 && args.top_p <= 1.0) || !args.temperature.is_finite() {
+    if args.top_p <= 0.0 || args.top_p > 1.0 || args.top_p.is_nan() || !args.temperature.is_finite()
+    {
         bail!("--top-p must be in (0, 1] and --temperature a finite number >= 0");
     }
     let opts = OpenOptions {
         threads: args.threads,
         backend: args.executor.into(),
         kv_cache: true,
-        ..Default::default()
     };
     let opened = open(&args.model, opts)?;
     let session = &opened.session;

@@ -81,7 +81,7 @@ pub(crate) fn xl_position_keys(
     lo: i64,
     hi: i64,
 ) -> Result<Vec<f32>, KernelError> {
-    if d % 2 != 0 {
+    if !d.is_multiple_of(2) {
         let reason = format!("the interleaved XL sinusoid needs an even d_model, got {d}");
         return Err(KernelError::attr("MoEAttention", "pos", reason));
     }

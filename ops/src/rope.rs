@@ -19,7 +19,7 @@ impl Rope {
     /// Builds the frequency table; errors unless `int(fraction * d_head)` is even and > 0.
     pub fn new(d_head: usize, rotate_fraction: f64, base: f64) -> Result<Self, OpError> {
         let n_rot = (rotate_fraction * d_head as f64) as usize;
-        if n_rot == 0 || n_rot % 2 != 0 || n_rot > d_head {
+        if n_rot == 0 || !n_rot.is_multiple_of(2) || n_rot > d_head {
             return Err(OpError::Attribute {
                 op: "Rope",
                 attr: "rotate_fraction",

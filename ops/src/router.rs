@@ -81,7 +81,7 @@ fn check_router(
             got: format!("{:?}", x.shape()),
         });
     }
-    if groups == 0 || rows % groups != 0 {
+    if groups == 0 || !rows.is_multiple_of(groups) {
         return Err(attr(
             "groups",
             format!("{rows} router rows do not split into {groups} groups"),

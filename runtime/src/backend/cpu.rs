@@ -125,7 +125,7 @@ impl CpuBackend {
                 }
                 (Feed::Past(..), _) => return Err(interface("this model needs a KV cache")),
             };
-            out.push(t.map_err(|e| execution(e))?.into_tvalue());
+            out.push(t.map_err(execution)?.into_tvalue());
         }
         Ok(out)
     }

@@ -25,6 +25,12 @@ enum Slot<'a> {
     Act(Act<'a>),
 }
 
+/// One layer's `(key, value)` cache.
+type KvPair = (Vec<f32>, Vec<f32>);
+
+/// The present `(key, value)` cache of every attention layer.
+type Present = Vec<KvPair>;
+
 /// A read-only operand: shape and elements.
 type View<'s> = (&'s [usize], &'s [f32]);
 
@@ -35,7 +41,7 @@ struct Run<'a> {
     threads: usize,
     /// The KV cache entering this step (RoPE decoding), and the present caches, by layer.
     kv: Option<&'a KvCache>,
-    present: Vec<(Vec<f32>, Vec<f32>)>,
+    present: Present,
 }
 
 /// Runs `p` on `tokens` (and XL `memory`, required when the program has memory inputs).
@@ -56,7 +62,7 @@ pub(crate) fn run_kv(
     tokens: &TokenBatch,
     cache: &KvCache,
     threads: usize,
-) -> Result<(BackendOutput, Vec<(Vec<f32>, Vec<f32>)>), RuntimeError> {
+) -> Result<(BackendOutput, Present), RuntimeError> {
     run_with(p, w, tokens, None, Some(cache), threads)
 }
 
@@ -67,7 +73,7 @@ fn run_with<'a>(
     memory: Option<&'a XlMemory>,
     kv: Option<&'a KvCache>,
     threads: usize,
-) -> Result<(BackendOutput, Vec<(Vec<f32>, Vec<f32>)>), RuntimeError> {
+) -> Result<(BackendOutput, Present), RuntimeError> {
     let mut r = Run {
         p,
         w,
@@ -328,7 +334,7 @@ fn attention_kv(
     ins: &[Operand<'_>],
     past: k::KvPast<'_>,
     threads: usize,
-) -> Result<(Act<'static>, (Vec<f32>, Vec<f32>)), String> {
+) -> Result<(Act<'static>, KvPair), String> {
     let (weights, dims) = attention_inputs(a, ins)?;
     let x = ins[0].f32()?.1;
     let step =

@@ -112,7 +112,7 @@ fn attention(
             let wpk = *i
                 .last()
                 .ok_or_else(|| unsupported("no pos_to_pk input".into()))?;
-            if ctx.d_model == 0 || ctx.d_model % 2 != 0 {
+            if ctx.d_model == 0 || !ctx.d_model.is_multiple_of(2) {
                 let d = ctx.d_model;
                 return Err(unsupported(format!(
                     "XL needs a known, even d_model, got {d}"

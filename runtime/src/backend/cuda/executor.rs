@@ -365,7 +365,7 @@ impl CudaExecutor {
         period: usize,
         pos_offset: usize,
     ) -> Result<(), RuntimeError> {
-        if n_rot % 2 != 0 || n_rot == 0 || n_rot > dh || period == 0 {
+        if !n_rot.is_multiple_of(2) || n_rot == 0 || n_rot > dh || period == 0 {
             return Err(exec_err(format!(
                 "rope: n_rot {n_rot} must be even, in 2..={dh}"
             )));
@@ -401,7 +401,7 @@ impl CudaExecutor {
         lo: i64,
         scale: f64,
     ) -> Result<(), RuntimeError> {
-        if d % 2 != 0 {
+        if !d.is_multiple_of(2) {
             return Err(exec_err(format!("xl_sinusoid: d_model {d} must be even")));
         }
         let f = self.function("xl_sinusoid")?.clone();
