@@ -2,46 +2,23 @@
 //! the golden logits of a full pass (KV cache for RoPE models in both ONNX forms, XL memory
 //! within a chunk and across a chunk boundary), and misuse gives typed errors.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::{TOL, compile_plan, max_rel_err, model_dir};
 
 use switchhead_compiler::import::{LoadOptions, load_model};
 use switchhead_compiler::ir::lower;
 use switchhead_compiler::onnx::{EmitOptions, WeightDType, emit, write};
-use switchhead_compiler::passes::{PassManager, RunOptions};
-use switchhead_compiler::plan::{PlanOptions, plan_graph, write_plan_file};
 use switchhead_compiler::tensor_io::{parse, read_bytes, read_f32, read_tokens};
 use switchhead_runtime::{Logits, RuntimeError, Session, SessionOptions, TokenBatch};
-
-const TOL: f32 = 1e-4;
-
-fn model_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/models")
-        .join(name)
-}
 
 fn compile(name: &str, tag: &str, opts: EmitOptions) -> PathBuf {
     let model = load_model(&model_dir(name), &LoadOptions::default()).expect("load");
     let proto = emit(&lower(&model), &model.weights, &opts).expect("emit");
     let out = std::env::temp_dir().join(format!("dec-{name}-{tag}-{}.onnx", std::process::id()));
     write(proto, &out).expect("write");
-    out
-}
-
-/// A native plan (`.shplan`) of `name`, with `chunk_size` recorded.
-fn compile_plan(name: &str, chunk_size: Option<usize>) -> PathBuf {
-    let model = load_model(&model_dir(name), &LoadOptions::default()).expect("load");
-    let mut graph = lower(&model);
-    PassManager::default()
-        .run(&mut graph, RunOptions::default())
-        .expect("passes");
-    let opts = PlanOptions {
-        dtype: WeightDType::F32,
-        chunk_size: chunk_size.or(model.config.chunk_size),
-    };
-    let plan = plan_graph(&graph, &model.weights, &opts).expect("plan");
-    let out = std::env::temp_dir().join(format!("dec-{name}-{}.shplan", std::process::id()));
-    write_plan_file(&plan, &model.weights, &out).expect("write");
     out
 }
 
@@ -57,15 +34,6 @@ fn golden(name: &str, file: &str, chunk: &str) -> (TokenBatch, Vec<f32>) {
     let tokens = TokenBatch::new(t.batch(), t.seq(), ids).expect("batch");
     let logits = read_f32(&path, &st, &format!("logits{chunk}")).expect("logits");
     (tokens, logits.data().to_vec())
-}
-
-fn max_rel_err(ours: &[f32], golden: &[f32]) -> f32 {
-    assert_eq!(ours.len(), golden.len());
-    let scale = golden.iter().fold(0f32, |m, v| m.max(v.abs()));
-    ours.iter()
-        .zip(golden)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
-        / scale
 }
 
 /// Positions `from..to` of every row.
@@ -225,11 +193,11 @@ fn decoder_errors_are_typed() {
 #[test]
 fn native_plan_decoding_matches_golden() {
     for name in ["rope", "dense", "gated"] {
-        let path = compile_plan(name, None);
+        let path = compile_plan(name, WeightDType::F32, None, "dec");
         rope_check(name, &path, "plan");
     }
     for name in ["xl", "switchall"] {
-        let path = compile_plan(name, Some(19));
+        let path = compile_plan(name, WeightDType::F32, Some(19), "dec");
         xl_check(name, &path);
     }
 }

@@ -3,99 +3,19 @@
 //! chunks included, on one and two threads. An f16 plan matches the tract backend on the same
 //! model emitted as f16 ONNX.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
+
+use common::{TOL, compile_plan, max_rel_err, model_dir, run_goldens, worst_error};
 
 use switchhead_compiler::import::{LoadOptions, load_model};
 use switchhead_compiler::ir::lower;
 use switchhead_compiler::onnx::{EmitOptions, WeightDType, emit, write};
-use switchhead_compiler::passes::{PassManager, RunOptions};
-use switchhead_compiler::plan::{PlanOptions, plan_graph, write_plan_file};
-use switchhead_compiler::tensor_io::{chunk_names, parse, read_bytes, read_f32, read_tokens};
-use switchhead_runtime::{Session, SessionOptions, TokenBatch, XlMemory};
-
-const TOL: f32 = 1e-4;
-
-fn model_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/models")
-        .join(name)
-}
+use switchhead_runtime::{Session, SessionOptions};
 
 fn compile(name: &str, dtype: WeightDType) -> PathBuf {
-    let model = load_model(&model_dir(name), &LoadOptions::default()).expect("load");
-    let mut graph = lower(&model);
-    PassManager::default()
-        .run(&mut graph, RunOptions::default())
-        .expect("passes");
-    let opts = PlanOptions {
-        dtype,
-        chunk_size: model.config.chunk_size,
-    };
-    let plan = plan_graph(&graph, &model.weights, &opts).expect("plan");
-    let out = std::env::temp_dir().join(format!(
-        "plan-golden-{name}-{dtype:?}-{}.shplan",
-        std::process::id()
-    ));
-    write_plan_file(&plan, &model.weights, &out).expect("write");
-    out
-}
-
-fn max_rel_err(ours: &[f32], golden: &[f32]) -> f32 {
-    assert_eq!(ours.len(), golden.len(), "logits length");
-    let scale = golden.iter().fold(0f32, |m, v| m.max(v.abs()));
-    ours.iter()
-        .zip(golden)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
-        / scale
-}
-
-/// Every golden chunk of `name` through `session`: (label, logits, golden logits).
-fn run_goldens(name: &str, session: &Session) -> Vec<(String, Vec<f32>, Vec<f32>)> {
-    let mut out = Vec::new();
-    for golden in ["golden_long", "golden_short", "golden_mem"] {
-        let file = model_dir(name).join(format!("{golden}.safetensors"));
-        if !file.exists() {
-            continue;
-        }
-        let bytes = read_bytes(&file).expect("golden");
-        let st = parse(&file, &bytes).expect("golden");
-        let mut memory: Option<XlMemory> = None;
-        for chunk in chunk_names(&st, "tokens") {
-            let t = read_tokens(&file, &st, &chunk).expect("tokens");
-            let ids = (0..t.batch())
-                .flat_map(|b| t.sequence(b).to_vec())
-                .collect();
-            let tokens = TokenBatch::new(t.batch(), t.seq(), ids).expect("batch");
-            let logits = match session.is_xl() {
-                true => {
-                    let (logits, next) = session
-                        .forward_chunk(&tokens, memory.as_ref())
-                        .expect("chunk");
-                    memory = Some(next);
-                    logits
-                }
-                false => session.logits(&tokens).expect("logits"),
-            };
-            let want = read_f32(&file, &st, &chunk.replace("tokens", "logits")).expect("logits");
-            out.push((
-                format!("{golden} {chunk}"),
-                logits.data,
-                want.data().to_vec(),
-            ));
-        }
-    }
-    out
-}
-
-/// The worst max relative error of `session` over the golden files of `name`.
-fn worst_error(name: &str, session: &Session) -> f32 {
-    let mut worst = 0f32;
-    for (label, ours, golden) in run_goldens(name, session) {
-        let err = max_rel_err(&ours, &golden);
-        println!("{name} {label}: max rel err {err:.3e}");
-        worst = worst.max(err);
-    }
-    worst
+    compile_plan(name, dtype, None, "plan-golden")
 }
 
 fn check(name: &str) {

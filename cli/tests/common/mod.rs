@@ -1,0 +1,108 @@
+//! Helpers shared by the end-to-end tests: testdata paths, the error measure, compiling a
+//! plan, and running a session over every golden file of a model.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use switchhead_compiler::import::{LoadOptions, load_model};
+use switchhead_compiler::ir::lower;
+use switchhead_compiler::onnx::WeightDType;
+use switchhead_compiler::passes::{PassManager, RunOptions};
+use switchhead_compiler::plan::{PlanOptions, plan_graph, write_plan_file};
+use switchhead_compiler::tensor_io::{chunk_names, parse, read_bytes, read_f32, read_tokens};
+use switchhead_runtime::{Session, TokenBatch, XlMemory};
+
+/// The logits tolerance for fp32 (max relative error).
+pub const TOL: f32 = 1e-4;
+
+/// `testdata/models/{name}`.
+pub fn model_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/models")
+        .join(name)
+}
+
+/// max |ours - golden| / max |golden|.
+pub fn max_rel_err(ours: &[f32], golden: &[f32]) -> f32 {
+    assert_eq!(ours.len(), golden.len(), "logits length");
+    let scale = golden.iter().fold(0f32, |m, v| m.max(v.abs()));
+    ours.iter()
+        .zip(golden)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+        / scale
+}
+
+/// A `.shplan` of testdata model `name` in the temp folder (`tag` keeps files apart);
+/// `chunk_size` overrides the recorded chunk length.
+pub fn compile_plan(
+    name: &str,
+    dtype: WeightDType,
+    chunk_size: Option<usize>,
+    tag: &str,
+) -> PathBuf {
+    let model = load_model(&model_dir(name), &LoadOptions::default()).expect("load");
+    let mut graph = lower(&model);
+    PassManager::default()
+        .run(&mut graph, RunOptions::default())
+        .expect("passes");
+    let opts = PlanOptions {
+        dtype,
+        chunk_size: chunk_size.or(model.config.chunk_size),
+    };
+    let plan = plan_graph(&graph, &model.weights, &opts).expect("plan");
+    let out = std::env::temp_dir().join(format!(
+        "{tag}-{name}-{dtype:?}-{}.shplan",
+        std::process::id()
+    ));
+    write_plan_file(&plan, &model.weights, &out).expect("write");
+    out
+}
+
+/// Every golden chunk of `name` through `session`: (label, logits, golden logits).
+pub fn run_goldens(name: &str, session: &Session) -> Vec<(String, Vec<f32>, Vec<f32>)> {
+    let mut out = Vec::new();
+    for golden in ["golden_long", "golden_short", "golden_mem"] {
+        let file = model_dir(name).join(format!("{golden}.safetensors"));
+        if !file.exists() {
+            continue;
+        }
+        let bytes = read_bytes(&file).expect("golden");
+        let st = parse(&file, &bytes).expect("golden");
+        let mut memory: Option<XlMemory> = None;
+        for chunk in chunk_names(&st, "tokens") {
+            let t = read_tokens(&file, &st, &chunk).expect("tokens");
+            let ids = (0..t.batch())
+                .flat_map(|b| t.sequence(b).to_vec())
+                .collect();
+            let tokens = TokenBatch::new(t.batch(), t.seq(), ids).expect("batch");
+            let logits = match session.is_xl() {
+                true => {
+                    let (logits, next) = session
+                        .forward_chunk(&tokens, memory.as_ref())
+                        .expect("chunk");
+                    memory = Some(next);
+                    logits
+                }
+                false => session.logits(&tokens).expect("logits"),
+            };
+            let want = read_f32(&file, &st, &chunk.replace("tokens", "logits")).expect("logits");
+            out.push((
+                format!("{golden} {chunk}"),
+                logits.data,
+                want.data().to_vec(),
+            ));
+        }
+    }
+    out
+}
+
+/// The worst max relative error of `session` over the golden files of `name`.
+pub fn worst_error(name: &str, session: &Session) -> f32 {
+    let mut worst = 0f32;
+    for (label, ours, golden) in run_goldens(name, session) {
+        let err = max_rel_err(&ours, &golden);
+        println!("{name} {label}: max rel err {err:.3e}");
+        worst = worst.max(err);
+    }
+    worst
+}
