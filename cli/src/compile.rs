@@ -13,7 +13,7 @@ use switchhead_compiler::config::PosEncodingKind;
 use switchhead_compiler::import::parse_override;
 use switchhead_compiler::ir::lower;
 use switchhead_compiler::onnx::{EmitOptions, ExpertForm, WeightDType, emit, write};
-use switchhead_compiler::passes::{PassManager, RunOptions};
+use switchhead_compiler::passes::{PassManager, RunOptions, pipeline};
 use switchhead_compiler::plan::{PlanOptions, plan_graph, write_plan_file};
 
 use crate::model_arg::ModelArg;
@@ -92,11 +92,16 @@ pub struct Args {
     /// List the pass pipeline and exit.
     #[arg(long)]
     pub passes: bool,
+    /// Optimization level: `-O0` runs only shape inference, `-O1` (the default) the whole
+    /// pipeline.
+    #[arg(short = 'O', value_name = "LEVEL", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub opt_level: u8,
 }
 
 /// Runs `switchhead-compile`.
 pub fn run(args: Args) -> Result<()> {
-    let manager = PassManager::default();
+    let manager = PassManager::new(pipeline(args.opt_level));
     if args.passes {
         manager.names().iter().for_each(|n| println!("{n}"));
         return Ok(());

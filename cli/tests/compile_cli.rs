@@ -110,6 +110,11 @@ fn passes_lists_the_pipeline() {
         text.lines().collect::<Vec<_>>(),
         vec!["infer-shapes", "const-fold", "dead-code"]
     );
+    let o = compile(&["-O0", "--passes"]);
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "infer-shapes");
+    let o = compile(&["-O7", "--passes"]);
+    assert_eq!(o.status.code(), Some(2), "clap rejects an unknown level");
 }
 
 #[test]

@@ -70,6 +70,15 @@ pub fn default_pipeline() -> Vec<Box<dyn Pass>> {
     ]
 }
 
+/// The pipeline of optimization level `level`: 0 runs only `infer-shapes` (the facts every
+/// emitter needs), 1 and above the [`default_pipeline`].
+pub fn pipeline(level: u8) -> Vec<Box<dyn Pass>> {
+    match level {
+        0 => vec![Box::new(InferShapes)],
+        _ => default_pipeline(),
+    }
+}
+
 /// Names of the passes of [`default_pipeline`], in order.
 pub fn pass_names() -> Vec<&'static str> {
     default_pipeline().iter().map(|p| p.name()).collect()
