@@ -2,29 +2,14 @@
 //! ConcatSeq) against their `switchhead_ops` references on random inputs, one and two
 //! threads.
 
-use rand::{Rng, SeedableRng};
+mod common;
+
+use common::{assert_close, random};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use switchhead_kernels::{
     DenseFfnWeights, concat_seq, dense_ffn, embedding, layer_norm, linear, softmax_rows,
 };
-use switchhead_ops::Tensor;
-
-fn random(rng: &mut ChaCha8Rng, shape: &[usize], scale: f32) -> Tensor {
-    let n = shape.iter().product();
-    let data = (0..n).map(|_| rng.random_range(-scale..scale)).collect();
-    Tensor::new(shape.to_vec(), data).expect("shape")
-}
-
-fn assert_close(got: &[f32], want: &[f32], tol: f32) {
-    assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * scale,
-            "element {i}: got {g}, want {w}"
-        );
-    }
-}
 
 #[test]
 fn linear_matches_reference() {

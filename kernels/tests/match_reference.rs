@@ -1,6 +1,9 @@
 //! Pairing tests: every kernel against its `switchhead_ops` reference on random inputs.
 
-use rand::{Rng, SeedableRng};
+mod common;
+
+use common::{assert_close, random};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use switchhead_kernels::moe_attention::Dims;
 use switchhead_kernels::{
@@ -11,24 +14,6 @@ use switchhead_ops::Tensor;
 use switchhead_ops::moe_attention::{AttentionLayer, Positions, ValueOutput};
 use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding};
 use switchhead_ops::rope::Rope;
-
-fn random(rng: &mut ChaCha8Rng, shape: &[usize], scale: f32) -> Tensor {
-    let n = shape.iter().product();
-    let data = (0..n).map(|_| rng.random_range(-scale..scale)).collect();
-    Tensor::new(shape.to_vec(), data).expect("shape")
-}
-
-/// `|a - b| <= tol * max|b|` element-wise (relative to the output's scale).
-fn assert_close(got: &[f32], want: &[f32], tol: f32) {
-    assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * scale,
-            "element {i}: got {g}, want {w} (scale {scale})"
-        );
-    }
-}
 
 struct Case {
     variant: AttentionVariant,
