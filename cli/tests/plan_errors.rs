@@ -4,14 +4,16 @@
 
 use std::path::{Path, PathBuf};
 
+use switchhead_compiler::Model;
 use switchhead_compiler::import::{LoadOptions, load_model};
 use switchhead_compiler::ir::lower;
 use switchhead_compiler::passes::{PassManager, RunOptions};
 use switchhead_compiler::plan::{PlanOptions, plan_graph, write_plan_file};
-use switchhead_ops::plan::write_plan;
+use switchhead_ops::plan::{PlanGraph, write_plan};
 use switchhead_runtime::{RuntimeError, Session, SessionOptions};
 
-fn plan_bytes(tag: &str) -> (PathBuf, Vec<u8>) {
+/// The gated testdata model and its plan graph.
+fn gated_plan() -> (Model, PlanGraph) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/models/gated");
     let model = load_model(&dir, &LoadOptions::default()).expect("load");
     let mut graph = lower(&model);
@@ -19,6 +21,11 @@ fn plan_bytes(tag: &str) -> (PathBuf, Vec<u8>) {
         .run(&mut graph, RunOptions::default())
         .expect("passes");
     let plan = plan_graph(&graph, &model.weights, &PlanOptions::default()).expect("plan");
+    (model, plan)
+}
+
+fn plan_bytes(tag: &str) -> (PathBuf, Vec<u8>) {
+    let (model, plan) = gated_plan();
     let path = temp(tag);
     write_plan_file(&plan, &model.weights, &path).expect("write");
     let bytes = std::fs::read(&path).expect("read back");
@@ -99,13 +106,7 @@ fn trailing_data() {
 
 #[test]
 fn graph_breaking_the_rules_is_rejected_with_a_valid_checksum() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/models/gated");
-    let model = load_model(&dir, &LoadOptions::default()).expect("load");
-    let mut graph = lower(&model);
-    PassManager::default()
-        .run(&mut graph, RunOptions::default())
-        .expect("passes");
-    let plan = plan_graph(&graph, &model.weights, &PlanOptions::default()).expect("plan");
+    let (_, plan) = gated_plan();
     let mut bad = plan.clone();
     bad.nodes[0].inputs[0] = bad.n_values + 5;
     let mut bytes = Vec::new();
