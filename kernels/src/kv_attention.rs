@@ -63,7 +63,7 @@ pub fn moe_attention_kv(
     let mut q = project(x, n, dims.d, w.q, hd, scale);
     let mut k = project(x, n, dims.d, w.k, hd, scale);
     let v = values(&new, x)?;
-    let table = RopeTable::new(attrs.d_head, rotate_fraction, base, p + dims.t)?;
+    let table = RopeTable::shared(attrs.d_head, rotate_fraction, base, p + dims.t)?;
     let t = dims.t.max(1);
     table.rotate_rows(&mut q, hd, attrs.d_head, |r| p + r % t);
     table.rotate_rows(&mut k, hd, attrs.d_head, |r| p + r % t);

@@ -177,7 +177,7 @@ fn positions(
             rotate_fraction,
             base,
         } => {
-            let table = RopeTable::new(cx.a.d_head, rotate_fraction, base, tk)?;
+            let table = RopeTable::shared(cx.a.d_head, rotate_fraction, base, tk)?;
             let offset = tk - t;
             table.rotate_rows(q, cx.hd, cx.a.d_head, |r| offset + r % t.max(1));
             table.rotate_rows(k, cx.hd, cx.a.d_head, |r| r % tk.max(1));

@@ -42,6 +42,39 @@ impl RopeTable {
         Ok(RopeTable { half, cos, sin })
     }
 
+    /// The table for at least `positions` positions, shared: every layer of a model and every
+    /// decode step asks for the same angles, and recomputing them (a sin and a cos per
+    /// position and frequency) was a tenth of a decode step. Kept per (d_head, fraction, base)
+    /// of the last request, grown by doubling; entries do not depend on the table's length.
+    pub fn shared(
+        d_head: usize,
+        fraction: f64,
+        base: f64,
+        positions: usize,
+    ) -> Result<Arc<Self>, KernelError> {
+        type Cache = Option<((usize, u64, u64), Arc<RopeTable>)>;
+        static LAST: Mutex<Cache> = Mutex::new(None);
+        let key = (d_head, fraction.to_bits(), base.to_bits());
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((k, table)) = last.as_ref()
+            && *k == key
+            && table.positions() >= positions
+        {
+            return Ok(Arc::clone(table));
+        }
+        let grown = last
+            .as_ref()
+            .filter(|(k, _)| *k == key)
+            .map_or(positions, |(_, t)| positions.max(2 * t.positions()));
+        let table = Arc::new(RopeTable::new(d_head, fraction, base, grown)?);
+        *last = Some((key, Arc::clone(&table)));
+        Ok(table)
+    }
+
+    fn positions(&self) -> usize {
+        self.cos.len() / self.half.max(1)
+    }
+
     /// Rotates one head vector for position `pos` (the reference's half-split rotation).
     pub fn apply(&self, x: &mut [f32], pos: usize) {
         let h = self.half;

@@ -14,12 +14,18 @@ use switchhead_kernels::{
 #[test]
 fn linear_matches_reference() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    for (rows, i, o) in [(1, 7, 5), (37, 33, 65), (100, 64, 3)] {
+    for (rows, i, o) in [
+        (1, 7, 5),
+        (3, 40, 200),
+        (1, 17, 129),
+        (37, 33, 65),
+        (100, 64, 3),
+    ] {
         let x = random(&mut rng, &[rows, i], 1.0);
         let w = random(&mut rng, &[o, i], 0.5);
         let b = random(&mut rng, &[o], 0.5);
         let want = switchhead_ops::linear::linear(&x, &w, Some(&b)).expect("ref");
-        for threads in [1, 2] {
+        for threads in [1, 2, 3] {
             let got =
                 linear(x.data(), rows, i, w.data(), Some(b.data()), o, threads).expect("kernel");
             assert_close(&got, want.data(), 1e-5);
@@ -33,21 +39,23 @@ fn linear_matches_reference() {
 #[test]
 fn dense_ffn_matches_reference() {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    let (rows, d, f) = (45, 24, 70);
-    let x = random(&mut rng, &[rows, d], 1.0);
-    let (w1, b1) = (random(&mut rng, &[f, d], 0.3), random(&mut rng, &[f], 0.3));
-    let (w2, b2) = (random(&mut rng, &[d, f], 0.3), random(&mut rng, &[d], 0.3));
-    let want = switchhead_ops::ffn::dense_ffn(&x, &w1, &b1, &w2, &b2).expect("ref");
-    let w = DenseFfnWeights {
-        w1: w1.data(),
-        b1: b1.data(),
-        w2: w2.data(),
-        b2: b2.data(),
-        d_ff: f,
-    };
-    for threads in [1, 2, 3] {
-        let got = dense_ffn(&w, x.data(), rows, d, threads).expect("kernel");
-        assert_close(&got, want.data(), 1e-5);
+    // Many rows (row blocks per thread) and decode-sized (column blocks per thread).
+    for (rows, d, f) in [(45, 24, 70), (2, 130, 300)] {
+        let x = random(&mut rng, &[rows, d], 1.0);
+        let (w1, b1) = (random(&mut rng, &[f, d], 0.3), random(&mut rng, &[f], 0.3));
+        let (w2, b2) = (random(&mut rng, &[d, f], 0.3), random(&mut rng, &[d], 0.3));
+        let want = switchhead_ops::ffn::dense_ffn(&x, &w1, &b1, &w2, &b2).expect("ref");
+        let w = DenseFfnWeights {
+            w1: w1.data(),
+            b1: b1.data(),
+            w2: w2.data(),
+            b2: b2.data(),
+            d_ff: f,
+        };
+        for threads in [1, 2, 3] {
+            let got = dense_ffn(&w, x.data(), rows, d, threads).expect("kernel");
+            assert_close(&got, want.data(), 1e-5);
+        }
     }
 }
 
