@@ -96,6 +96,44 @@ def forward_flops(cfg, batch, t_new, t_keys):
     return L * (att + ffn) + mm(n, D, V)
 
 
+def decode_bytes(cfg, ctx):
+    """Bytes one single-token decode step at batch 1 must read once: the f32 weights it touches
+    (k of E experts per head for V and O, K_ff of N_E σ-MoE experts, one embedding row, the
+    rest in full; biases and LayerNorm parameters ignored) and the KV cache of `ctx` positions."""
+    D, L, V = cfg["d_model"], cfg["n_layers"], cfg["vocab_size"]
+    H, dh = cfg["n_heads"], cfg["d_head"]
+    att = 2 * D * H * dh  # q and k projections
+    if cfg.get("attention", "switchhead") == "dense":
+        att += 2 * D * H * dh
+    else:
+        att += 2 * D * H * cfg["n_experts"] + 2 * H * cfg["moe_k"] * D * dh
+    if cfg.get("ffn", "dense") == "sigma_moe":
+        ffn = D * cfg["ffn_n_experts"] + 2 * cfg["ffn_k"] * D * cfg["ffn_expert_size"]
+    else:
+        ffn = 2 * D * cfg["d_ff"]
+    kv = 2 * H * dh * ctx
+    return 4 * (L * (att + ffn + kv) + D * V + D)
+
+
+def memory_bandwidth(threads, mib=1024, runs=5):
+    """Read bandwidth in GB/s: `threads` threads reducing (max) disjoint parts of a large array
+    (np.sum is compute-bound here; max is not)."""
+    import concurrent.futures as cf
+    a = np.ones(mib * (1 << 20) // 4, dtype=np.float32)
+    parts = np.array_split(a, threads)
+    with cf.ThreadPoolExecutor(threads) as ex:
+        sweep = lambda: list(ex.map(np.max, parts))  # noqa: E731 - numpy releases the GIL
+        sweep()
+        best = min(timed_once(sweep) for _ in range(runs))
+    return a.nbytes / best / 1e9
+
+
+def timed_once(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
 # ----------------------------------------------------------------------------- helpers
 
 def bench_tokens(batch, seq, vocab, seed=0):
@@ -371,12 +409,16 @@ def forward_case(tools, name, spec, a):
 def decode_case(tools, name, spec, a):
     synth_args, batch, seq, _ = spec
     steps = a.decode_steps
-    ckpt, files = prepare(tools, name, synth_args, a.cache, ["kv-custom", "kv-gather", "kv-dense"])
+    kinds = ["kv-custom", "kv-gather", "kv-dense"] + (["plan"] if tools.plan else [])
+    ckpt, files = prepare(tools, name, synth_args, a.cache, kinds)
     cfg = load_cfg(ckpt)
     prompt = bench_tokens(batch, seq, cfg["vocab_size"])
     nxt = bench_tokens(batch, steps, cfg["vocab_size"], seed=1)  # the decoded tokens
     r = {}
     try_engine(r, "ours", lambda: tools.bench(files["kv-custom"], batch, seq, a.runs, a.warmup, a.threads, steps))
+    if "plan" in files:  # a plan keeps its KV cache natively: no special compile
+        try_engine(r, "ours-plan",
+                   lambda: tools.bench(files["plan"], batch, seq, a.runs, a.warmup, a.threads, steps))
     for form in ("gather", "dense"):
         f = files[f"kv-{form}"]
         try_engine(r, f"ort ({form} experts, kv-cache)",
@@ -386,7 +428,7 @@ def decode_case(tools, name, spec, a):
                    lambda form=form: torch_decode(ckpt, form, prompt, nxt, a.threads, a.runs, a.warmup))
     flops = forward_flops(cfg, batch, 1, seq + steps // 2)  # one step at the mean context
     return {"case": name, "mode": "decode", "batch": batch, "seq": seq, "steps": steps, "tokens": batch,
-            "flops": flops, "results": r}
+            "flops": flops, "bytes": decode_bytes(cfg, seq + steps // 2), "results": r}
 
 
 # ----------------------------------------------------------------------------- report
@@ -420,6 +462,22 @@ def table(cases, ceiling):
                 f"{v['min_ms']:.2f}-{v['max_ms']:.2f} | {tps:,.0f} | {ratio} | {gflops:.1f} | "
                 f"{100 * gflops / ceiling:.1f}% | {check} |")
     return "\n".join(lines)
+
+
+def decode_bounds(cases, bandwidth):
+    """One line per decode case: our step time against reading its bytes once."""
+    lines = []
+    for c in cases:
+        if c["mode"] != "decode":
+            continue
+        floor_ms = c["bytes"] / (bandwidth * 1e9) * 1e3
+        ours = {k: v["median_ms"] for k, v in c["results"].items()
+                if k.startswith("ours") and "median_ms" in v}
+        txt = ", ".join(f"{k} {v:.2f} ms = {v / floor_ms:.2f}x" for k, v in ours.items())
+        lines += [f"Decode bound, {c['case']}: one step reads {c['bytes'] / 1e6:.1f} MB of weights and "
+                  f"KV cache; at the measured read bandwidth ({bandwidth:.1f} GB/s, "
+                  f"numpy max over 1 GiB on the same threads) that takes {floor_ms:.2f} ms; {txt} (target <= 2x).", ""]
+    return lines
 
 
 def machine():
@@ -464,6 +522,8 @@ def main():
     log("GEMM ceiling ...")
     ceilings = gemm_ceiling(a.gemm_n, a.threads)
     ceiling = max(ceilings.values())
+    bandwidth = memory_bandwidth(a.threads)
+    log(f"memory read bandwidth: {bandwidth:.1f} GB/s")
     cases = []
     try:
         for name in names:
@@ -491,6 +551,7 @@ def main():
         "",
         table(cases, ceiling),
         "",
+        *decode_bounds(cases, bandwidth),
         "engine/ours: median time of the engine divided by ours (> 1: ours is faster). "
         "(raced): the faster form of that library. GFLOP/s: `forward_flops` (needed FLOPs only) "
         "over the median. Decode rows: per-step times, tokens/s = batch / median step. "
@@ -503,7 +564,7 @@ def main():
             f.write(text + "\n")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"ceilings": ceilings, "cases": cases}, f, indent=1)
+            json.dump({"ceilings": ceilings, "bandwidth_gbs": bandwidth, "cases": cases}, f, indent=1)
 
 
 if __name__ == "__main__":
