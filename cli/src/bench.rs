@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
+use switchhead_runtime::native::profile;
 use switchhead_runtime::{Session, SessionOptions, TokenBatch};
 
 use crate::model_arg::ModelArg;
@@ -55,6 +56,18 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also report the time per op type per forward pass (native `.shplan` executor only).
+    #[arg(long, conflicts_with = "decode")]
+    pub profile: bool,
+}
+
+/// Time of one op type per forward pass.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpTime {
+    pub op: &'static str,
+    pub nodes: u64,
+    pub ms: f64,
+    pub share: f64,
 }
 
 /// Timing statistics over the timed runs (milliseconds).
@@ -110,6 +123,8 @@ struct Report {
     stats: Stats,
     tokens_per_s: f64,
     times_ms: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<Vec<OpTime>>,
 }
 
 /// Runs `switchhead bench`.
@@ -128,6 +143,10 @@ pub fn run(args: Args) -> Result<()> {
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     let tokens = bench_tokens(args.batch, args.seq, session.vocab_size(), args.seed);
     let tokens = TokenBatch::new(args.batch, args.seq, tokens)?;
+    if args.profile && session.backend_name() != "native" {
+        bail!("--profile times the native executor: give a .shplan file");
+    }
+    profile::enable(args.profile);
     let (mode, times, per_s) = match args.decode {
         None => (
             "forward",
@@ -141,6 +160,9 @@ pub fn run(args: Args) -> Result<()> {
         ),
     };
     let stats = Stats::of(&times);
+    let passes = (args.runs + args.warmup) as u64;
+    let profile = args.profile.then(|| op_times(profile::take(), passes));
+    profile::enable(false);
     let report = Report {
         model: args.model.model.display().to_string(),
         backend: session.backend_name(),
@@ -156,6 +178,7 @@ pub fn run(args: Args) -> Result<()> {
         tokens_per_s: per_s as f64 / (stats.median_ms / 1e3),
         stats,
         times_ms: times.iter().map(|d| d.as_secs_f64() * 1e3).collect(),
+        profile,
     };
     match args.json {
         true => println!("{}", serde_json::to_string(&report)?),
@@ -192,6 +215,31 @@ fn print_text(r: &Report) {
         s.min_ms, s.p10_ms, s.p90_ms, s.max_ms
     );
     println!("throughput: {:.1} tokens/s", r.tokens_per_s);
+    for t in r.profile.iter().flatten() {
+        println!(
+            "profile: {:<14} {:>4} nodes/pass {:>10.3} ms/pass {:>5.1}%",
+            t.op,
+            t.nodes,
+            t.ms,
+            100.0 * t.share
+        );
+    }
+}
+
+/// Per-pass times by op, largest first, from the executor's totals over `passes` passes.
+fn op_times(totals: Vec<(&'static str, u64, Duration)>, passes: u64) -> Vec<OpTime> {
+    let all: f64 = totals.iter().map(|t| t.2.as_secs_f64()).sum();
+    let mut out: Vec<OpTime> = totals
+        .into_iter()
+        .map(|(op, n, t)| OpTime {
+            op,
+            nodes: n / passes.max(1),
+            ms: t.as_secs_f64() * 1e3 / passes.max(1) as f64,
+            share: t.as_secs_f64() / all.max(f64::MIN_POSITIVE),
+        })
+        .collect();
+    out.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    out
 }
 
 /// A session on a model file, or on a checkpoint compiled to a temporary file.

@@ -144,6 +144,8 @@ pub fn run(args: Args) -> Result<()> {
         let opts = PlanOptions {
             dtype: dtype(args.dtype),
             chunk_size: model.config.chunk_size,
+            // Layout choice is an optimization: -O0 keeps the checkpoint's order.
+            panels: args.opt_level > 0,
         };
         write_plan_file(
             &plan_graph(&graph, &model.weights, &opts)?,

@@ -158,3 +158,51 @@ fn decode_times_single_token_steps() {
         "{out}"
     );
 }
+
+/// `--profile` on a plan reports every op type of the model once per pass, with the node
+/// counts of the graph and shares that add up to the whole; on anything else it is a one-line
+/// error.
+#[test]
+fn profile_times_each_op_type_of_a_plan() {
+    let plan = std::env::temp_dir().join(format!("bench-profile-{}.shplan", std::process::id()));
+    let compiled = Command::new(env!("CARGO_BIN_EXE_switchhead-compile"))
+        .arg(model("gated"))
+        .arg("-o")
+        .arg(&plan)
+        .output()
+        .expect("run switchhead-compile");
+    assert!(compiled.status.success(), "{compiled:?}");
+    let path = plan.to_string_lossy().to_string();
+    let o = bench(&[&path, "--seq", "8", "--runs", "2", "--profile", "--json"]);
+    let _ = std::fs::remove_file(&plan);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let ops = v["profile"].as_array().expect("profile");
+    let nodes = |op: &str| {
+        ops.iter()
+            .find(|t| t["op"] == op)
+            .and_then(|t| t["nodes"].as_u64())
+    };
+    // 2 layers: attention and FFN per layer, 2 LayerNorms per layer plus the final one.
+    assert_eq!(nodes("MoEAttention"), Some(2), "{v}");
+    assert_eq!(nodes("DenseFfn"), Some(2), "{v}");
+    assert_eq!(nodes("LayerNorm"), Some(5), "{v}");
+    let share: f64 = ops.iter().filter_map(|t| t["share"].as_f64()).sum();
+    assert!((share - 1.0).abs() < 1e-6, "{v}");
+
+    let m = model("gated");
+    let o = bench(&[
+        &m.to_string_lossy(),
+        "--seq",
+        "8",
+        "--runs",
+        "1",
+        "--profile",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--profile") && err.contains(".shplan"),
+        "{err}"
+    );
+}

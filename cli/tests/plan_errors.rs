@@ -9,7 +9,7 @@ use switchhead_compiler::import::{LoadOptions, load_model};
 use switchhead_compiler::ir::lower;
 use switchhead_compiler::passes::{PassManager, RunOptions};
 use switchhead_compiler::plan::{PlanOptions, plan_graph, write_plan_file};
-use switchhead_ops::plan::{PlanGraph, write_plan};
+use switchhead_ops::plan::{FORMAT_VERSION, PlanGraph, PlanLayout, layout_weights, write_plan};
 use switchhead_runtime::{RuntimeError, Session, SessionOptions};
 
 /// The gated testdata model and its plan graph.
@@ -20,7 +20,11 @@ fn gated_plan() -> (Model, PlanGraph) {
     PassManager::default()
         .run(&mut graph, RunOptions::default())
         .expect("passes");
-    let plan = plan_graph(&graph, &model.weights, &PlanOptions::default()).expect("plan");
+    let opts = PlanOptions {
+        panels: true,
+        ..PlanOptions::default()
+    };
+    let plan = plan_graph(&graph, &model.weights, &opts).expect("plan");
     (model, plan)
 }
 
@@ -79,10 +83,13 @@ fn flipped_byte_fails_the_checksum() {
 #[test]
 fn future_version() {
     let (path, mut bytes) = plan_bytes("future");
-    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let next = FORMAT_VERSION + 1;
+    bytes[8..12].copy_from_slice(&next.to_le_bytes());
     let msg = load_error(&path, &bytes);
     assert!(
-        msg.contains("format version 2 was written by a newer switchhead"),
+        msg.contains(&format!(
+            "format version {next} was written by a newer switchhead"
+        )),
         "{msg}"
     );
 }
@@ -109,14 +116,39 @@ fn graph_breaking_the_rules_is_rejected_with_a_valid_checksum() {
     let (_, plan) = gated_plan();
     let mut bad = plan.clone();
     bad.nodes[0].inputs[0] = bad.n_values + 5;
-    let mut bytes = Vec::new();
-    write_plan(&mut bytes, &bad, |w, out| {
-        out.write_all(&vec![0u8; w.nbytes as usize])
-    })
-    .expect("write");
-    let msg = load_error(&temp("graph"), &bytes);
+    let msg = load_error(&temp("graph"), &zero_weights(&bad));
     assert!(
         msg.contains("bad graph") && msg.contains("before it is defined"),
         "{msg}"
     );
+}
+
+/// A weight stored in panels may only feed the slots that stream panels; one read anywhere
+/// else (here the embedding table, which keeps its 2-D shape and byte count) is rejected.
+#[test]
+fn panels_weight_in_a_plain_slot_is_rejected() {
+    let (_, plan) = gated_plan();
+    let mut bad = plan.clone();
+    let table = bad.nodes[0].inputs[1];
+    let w = bad
+        .weights
+        .iter_mut()
+        .find(|w| w.value == table)
+        .expect("table");
+    assert_eq!(w.shape.len(), 2);
+    w.layout = PlanLayout::Panels;
+    w.nbytes = (w.stored_len() * 4) as u64;
+    layout_weights(&mut bad.weights);
+    let msg = load_error(&temp("panels"), &zero_weights(&bad));
+    assert!(msg.contains("stored in panels"), "{msg}");
+}
+
+/// The file of `plan` with every weight's bytes zero.
+fn zero_weights(plan: &PlanGraph) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    write_plan(&mut bytes, plan, |w, out| {
+        out.write_all(&vec![0u8; w.nbytes as usize])
+    })
+    .expect("write");
+    bytes
 }

@@ -7,7 +7,9 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{TOL, compile_plan, max_rel_err, model_dir, run_goldens, worst_error};
+use common::{
+    TOL, compile_plan, compile_plan_with, max_rel_err, model_dir, run_goldens, worst_error,
+};
 
 use switchhead_compiler::import::{LoadOptions, load_model};
 use switchhead_compiler::ir::lower;
@@ -19,7 +21,10 @@ fn compile(name: &str, dtype: WeightDType) -> PathBuf {
 }
 
 fn check(name: &str) {
-    let path = compile(name, WeightDType::F32);
+    check_file(name, compile(name, WeightDType::F32));
+}
+
+fn check_file(name: &str, path: PathBuf) {
     for threads in [1, 2] {
         let opts = SessionOptions {
             threads: Some(threads),
@@ -31,6 +36,17 @@ fn check(name: &str) {
         assert!(err <= TOL, "{name} threads={threads}: max rel err {err}");
     }
     let _ = std::fs::remove_file(path);
+}
+
+/// `-O0` plans keep every weight row-major; the executor's row-major path matches too.
+#[test]
+fn row_major_plans() {
+    for name in ["rope", "gated"] {
+        check_file(
+            name,
+            compile_plan_with(name, WeightDType::F32, None, "plan-rm", false),
+        );
+    }
 }
 
 #[test]

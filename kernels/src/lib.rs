@@ -22,7 +22,7 @@ pub mod sigma_moe;
 
 pub use error::KernelError;
 pub use kv_attention::{KvPast, KvStep, moe_attention_kv};
-pub use linear::{DenseFfnWeights, dense_ffn, linear};
+pub use linear::{DenseFfnWeights, WeightLayout, dense_ffn, linear, linear_with};
 pub use moe_attention::{MoeAttentionWeights, moe_attention};
 pub use norm::{add_in_place, concat_seq, embedding, layer_norm, relu_in_place, softmax_rows};
 pub use sigma_moe::{SigmaMoeWeights, sigma_moe};

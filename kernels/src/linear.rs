@@ -1,10 +1,13 @@
-//! `Linear`, `DenseFfn`: `x @ w^T + b` with PyTorch's `[out, in]` weights, rows split across
-//! threads. Matches `switchhead_ops::linear::linear` / `switchhead_ops::ffn::dense_ffn`
-//! with f32 accumulation.
+//! `Linear`, `DenseFfn`: `x @ w^T + b` with PyTorch's `[out, in]` weights, stored row-major
+//! or in the `panels` layout a plan chooses (`switchhead_ops::plan::PlanLayout`). Rows are
+//! split across threads; few rows (decode) split the output columns instead. Matches
+//! `switchhead_ops::linear::linear` / `switchhead_ops::ffn::dense_ffn` with f32 accumulation.
+
+use switchhead_ops::plan::PANEL;
 
 use crate::KernelError;
 use crate::error::check_len;
-use crate::gemm::{Mat, gemm};
+use crate::gemm::{Mat, gemm, panels_gemm};
 use crate::parallel::{par_map, par_rows};
 
 /// Rows per thread below which a product stays on one thread.
@@ -12,7 +15,62 @@ const MIN_ROWS: usize = 16;
 /// Output columns per thread below which a few-row product stays on one thread.
 const MIN_COLS: usize = 64;
 
-/// `y = x @ w^T (+ b)`: x `[rows, in_dim]`, w `[out_dim, in_dim]`, b `[out_dim]`.
+/// Element order of an `[out, in]` projection weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightLayout {
+    /// Row-major, as in the checkpoint.
+    #[default]
+    RowMajor,
+    /// The plan format's `panels` layout (`switchhead_ops::plan::to_panels`).
+    Panels,
+}
+
+impl WeightLayout {
+    /// Stored elements of an `[out, in]` weight.
+    pub fn stored_len(self, out: usize, inp: usize) -> usize {
+        match self {
+            WeightLayout::RowMajor => out * inp,
+            WeightLayout::Panels => out.div_ceil(PANEL) * PANEL * inp,
+        }
+    }
+}
+
+/// An `[out, in]` weight: its stored elements and their order.
+#[derive(Debug, Clone, Copy)]
+struct Weight<'a> {
+    data: &'a [f32],
+    layout: WeightLayout,
+    out: usize,
+    inp: usize,
+}
+
+impl<'a> Weight<'a> {
+    /// Output columns `c0..c0+n` (`c0` a multiple of [`PANEL`]).
+    fn cols(self, c0: usize, n: usize) -> Weight<'a> {
+        let data = match self.layout {
+            WeightLayout::RowMajor => &self.data[c0 * self.inp..(c0 + n) * self.inp],
+            WeightLayout::Panels => &self.data[c0 * self.inp..],
+        };
+        Weight {
+            data,
+            out: n,
+            ..self
+        }
+    }
+
+    /// `y = x @ w^T + beta * y` on the rows of `x`, `y` at row stride `ldy`.
+    fn product(self, x: Mat<'_>, y: &mut [f32], ldy: usize, beta: f32) {
+        match self.layout {
+            WeightLayout::RowMajor => {
+                let wt = Mat::rows(self.data, self.out, self.inp).t();
+                gemm(x, wt, y, ldy, beta);
+            }
+            WeightLayout::Panels => panels_gemm(x, self.data, self.out, y, ldy, beta),
+        }
+    }
+}
+
+/// `y = x @ w^T (+ b)`: x `[rows, in_dim]`, w `[out_dim, in_dim]` row-major, b `[out_dim]`.
 pub fn linear(
     x: &[f32],
     rows: usize,
@@ -22,79 +80,93 @@ pub fn linear(
     out_dim: usize,
     threads: usize,
 ) -> Result<Vec<f32>, KernelError> {
+    linear_with(
+        x,
+        rows,
+        in_dim,
+        w,
+        WeightLayout::RowMajor,
+        bias,
+        out_dim,
+        threads,
+    )
+}
+
+/// [`linear`] with the weight stored in `layout`.
+#[allow(clippy::too_many_arguments)] // the op's operands, each one plain
+pub fn linear_with(
+    x: &[f32],
+    rows: usize,
+    in_dim: usize,
+    w: &[f32],
+    layout: WeightLayout,
+    bias: Option<&[f32]>,
+    out_dim: usize,
+    threads: usize,
+) -> Result<Vec<f32>, KernelError> {
     check_len("Linear x", x, rows * in_dim)?;
-    check_len("Linear weight", w, out_dim * in_dim)?;
+    check_len("Linear weight", w, layout.stored_len(out_dim, in_dim))?;
     if let Some(b) = bias {
         check_len("Linear bias", b, out_dim)?;
     }
+    let w = Weight {
+        data: w,
+        layout,
+        out: out_dim,
+        inp: in_dim,
+    };
     let mut y = vec![0f32; rows * out_dim];
-    linear_into(x, in_dim, w, bias, out_dim, threads, &mut y);
+    linear_into(x, w, bias, threads, &mut y);
     Ok(y)
 }
 
-/// [`linear`] into `y` (`[rows, out_dim]`, overwritten); shapes are the caller's invariant.
-pub(crate) fn linear_into(
-    x: &[f32],
-    in_dim: usize,
-    w: &[f32],
-    bias: Option<&[f32]>,
-    out_dim: usize,
-    threads: usize,
-    y: &mut [f32],
-) {
-    let rows = rows_of(y, out_dim);
+/// [`linear`] into `y` (`[rows, out]`, overwritten); shapes are the caller's invariant.
+fn linear_into(x: &[f32], w: Weight<'_>, bias: Option<&[f32]>, threads: usize, y: &mut [f32]) {
+    let rows = rows_of(y, w.out);
     if threads > 1 && rows < MIN_ROWS * threads {
-        return linear_cols(x, in_dim, w, bias, out_dim, threads, y);
+        return linear_cols(x, w, bias, threads, y);
     }
-    let wt = Mat::rows(w, out_dim, in_dim).t();
-    par_rows(threads, y, out_dim, MIN_ROWS, |r0, block| {
-        let n = block.len() / out_dim.max(1);
-        let beta = match bias {
-            Some(b) => {
-                block
-                    .chunks_exact_mut(out_dim)
-                    .for_each(|row| row.copy_from_slice(b));
-                1.0
-            }
-            None => 0.0,
-        };
-        let xs = Mat::rows(x, rows_of(x, in_dim), in_dim).row_range(r0, n);
-        gemm(xs, wt, block, out_dim, beta);
+    par_rows(threads, y, w.out, MIN_ROWS, |r0, block| {
+        let n = rows_of(block, w.out);
+        let xs = Mat::rows(x, rows_of(x, w.inp), w.inp).row_range(r0, n);
+        let beta = fill_bias(block, w.out, bias);
+        w.product(xs, block, w.out, beta);
     });
 }
 
-/// [`linear_into`] for few rows (decode steps): the threads split the output columns, so
-/// each reads its share of the weight once.
-fn linear_cols(
-    x: &[f32],
-    in_dim: usize,
-    w: &[f32],
-    bias: Option<&[f32]>,
-    out_dim: usize,
-    threads: usize,
-    y: &mut [f32],
-) {
-    let rows = rows_of(y, out_dim);
-    let per = out_dim.div_ceil(threads.max(1)).max(MIN_COLS);
-    let parts = par_map(threads, out_dim.div_ceil(per), |p| {
-        let (c0, n) = (p * per, per.min(out_dim - p * per));
+/// Writes `bias` into every row of `block` and returns the beta that keeps it (0 without).
+fn fill_bias(block: &mut [f32], width: usize, bias: Option<&[f32]>) -> f32 {
+    match bias {
+        Some(b) => {
+            block
+                .chunks_exact_mut(width.max(1))
+                .for_each(|row| row.copy_from_slice(b));
+            1.0
+        }
+        None => 0.0,
+    }
+}
+
+/// [`linear_into`] for few rows (decode steps): the threads split the output columns, in
+/// whole panels, so each reads its share of the weight once.
+fn linear_cols(x: &[f32], w: Weight<'_>, bias: Option<&[f32]>, threads: usize, y: &mut [f32]) {
+    let (rows, out) = (rows_of(y, w.out), w.out);
+    let per = out
+        .div_ceil(threads.max(1))
+        .max(MIN_COLS)
+        .next_multiple_of(PANEL);
+    let parts = par_map(threads, out.div_ceil(per), |p| {
+        let (c0, n) = (p * per, per.min(out - p * per));
         let mut part = vec![0f32; rows * n];
-        let b = bias.map(|b| &b[c0..c0 + n]);
-        linear_into(
-            x,
-            in_dim,
-            &w[c0 * in_dim..(c0 + n) * in_dim],
-            b,
-            n,
-            1,
-            &mut part,
-        );
+        let beta = fill_bias(&mut part, n, bias.map(|b| &b[c0..c0 + n]));
+        let xs = Mat::rows(x, rows, w.inp);
+        w.cols(c0, n).product(xs, &mut part, n, beta);
         part
     });
     for (p, part) in parts.iter().enumerate() {
         let c0 = p * per;
         let n = part.len() / rows.max(1);
-        for (dst, src) in y.chunks_exact_mut(out_dim).zip(part.chunks_exact(n.max(1))) {
+        for (dst, src) in y.chunks_exact_mut(out).zip(part.chunks_exact(n.max(1))) {
             dst[c0..c0 + n].copy_from_slice(src);
         }
     }
@@ -104,7 +176,8 @@ fn rows_of(x: &[f32], width: usize) -> usize {
     x.len() / width.max(1)
 }
 
-/// Weights of a dense FFN: w1 `[d_ff, D]`, b1 `[d_ff]`, w2 `[D, d_ff]`, b2 `[D]`.
+/// Weights of a dense FFN: w1 `[d_ff, D]`, b1 `[d_ff]`, w2 `[D, d_ff]`, b2 `[D]`, both
+/// matrices stored in `layout`.
 #[derive(Debug, Clone, Copy)]
 pub struct DenseFfnWeights<'a> {
     pub w1: &'a [f32],
@@ -112,6 +185,7 @@ pub struct DenseFfnWeights<'a> {
     pub w2: &'a [f32],
     pub b2: &'a [f32],
     pub d_ff: usize,
+    pub layout: WeightLayout,
 }
 
 /// `linear2(relu(linear1(x)))` on x `[rows, d]`, each thread running whole row blocks
@@ -125,25 +199,32 @@ pub fn dense_ffn(
 ) -> Result<Vec<f32>, KernelError> {
     let f = w.d_ff;
     check_len("DenseFfn x", x, rows * d)?;
-    check_len("DenseFfn w1", w.w1, f * d)?;
+    check_len("DenseFfn w1", w.w1, w.layout.stored_len(f, d))?;
     check_len("DenseFfn b1", w.b1, f)?;
-    check_len("DenseFfn w2", w.w2, d * f)?;
+    check_len("DenseFfn w2", w.w2, w.layout.stored_len(d, f))?;
     check_len("DenseFfn b2", w.b2, d)?;
+    let weight = |data, out, inp| Weight {
+        data,
+        layout: w.layout,
+        out,
+        inp,
+    };
+    let (w1, w2) = (weight(w.w1, f, d), weight(w.w2, d, f));
     let mut y = vec![0f32; rows * d];
     if threads > 1 && rows < MIN_ROWS * threads {
         // Decode-sized: both products split their output columns across the threads.
         let mut h = vec![0f32; rows * f];
-        linear_into(x, d, w.w1, Some(w.b1), f, threads, &mut h);
+        linear_into(x, w1, Some(w.b1), threads, &mut h);
         h.iter_mut().for_each(|v| *v = v.max(0.0));
-        linear_into(&h, f, w.w2, Some(w.b2), d, threads, &mut y);
+        linear_into(&h, w2, Some(w.b2), threads, &mut y);
         return Ok(y);
     }
     par_rows(threads, &mut y, d, MIN_ROWS, |r0, block| {
         let n = block.len() / d.max(1);
         let mut h = vec![0f32; n * f];
-        linear_into(&x[r0 * d..(r0 + n) * d], d, w.w1, Some(w.b1), f, 1, &mut h);
+        linear_into(&x[r0 * d..(r0 + n) * d], w1, Some(w.b1), 1, &mut h);
         h.iter_mut().for_each(|v| *v = v.max(0.0));
-        linear_into(&h, f, w.w2, Some(w.b2), d, 1, block);
+        linear_into(&h, w2, Some(w.b2), 1, block);
     });
     Ok(y)
 }

@@ -1,6 +1,6 @@
 //! Pairing tests for the dense kernels (Linear, DenseFfn, LayerNorm, Embedding, Softmax,
-//! ConcatSeq) against their `switchhead_ops` references on random inputs, one and two
-//! threads.
+//! ConcatSeq) against their `switchhead_ops` references on random inputs, one to three
+//! threads; the projections with their weights row-major and in the plan's `panels` layout.
 
 mod common;
 
@@ -8,30 +8,41 @@ use common::{assert_close, random};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use switchhead_kernels::{
-    DenseFfnWeights, concat_seq, dense_ffn, embedding, layer_norm, linear, softmax_rows,
+    DenseFfnWeights, WeightLayout, concat_seq, dense_ffn, embedding, layer_norm, linear_with,
+    softmax_rows,
 };
+use switchhead_ops::plan::to_panels;
 
 #[test]
 fn linear_matches_reference() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    for (rows, i, o) in [
+    let shapes = [
         (1, 7, 5),
         (3, 40, 200),
         (1, 17, 129),
         (37, 33, 65),
         (100, 64, 3),
-    ] {
+        (30, 300, 70),
+    ];
+    for (rows, i, o) in shapes {
         let x = random(&mut rng, &[rows, i], 1.0);
         let w = random(&mut rng, &[o, i], 0.5);
         let b = random(&mut rng, &[o], 0.5);
-        let want = switchhead_ops::linear::linear(&x, &w, Some(&b)).expect("ref");
-        for threads in [1, 2, 3] {
-            let got =
-                linear(x.data(), rows, i, w.data(), Some(b.data()), o, threads).expect("kernel");
-            assert_close(&got, want.data(), 1e-5);
-            let got = linear(x.data(), rows, i, w.data(), None, o, threads).expect("kernel");
-            let want = switchhead_ops::linear::linear(&x, &w, None).expect("ref");
-            assert_close(&got, want.data(), 1e-5);
+        let panels = to_panels(w.data(), o, i);
+        let stored = [
+            (WeightLayout::RowMajor, w.data()),
+            (WeightLayout::Panels, &panels[..]),
+        ];
+        for (layout, data) in stored {
+            for bias in [Some(&b), None] {
+                let want = switchhead_ops::linear::linear(&x, &w, bias).expect("ref");
+                let bias = bias.map(|b| b.data());
+                for threads in [1, 2, 3] {
+                    let got = linear_with(x.data(), rows, i, data, layout, bias, o, threads)
+                        .expect("kernel");
+                    assert_close(&got, want.data(), 1e-5);
+                }
+            }
         }
     }
 }
@@ -40,21 +51,29 @@ fn linear_matches_reference() {
 fn dense_ffn_matches_reference() {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     // Many rows (row blocks per thread) and decode-sized (column blocks per thread).
-    for (rows, d, f) in [(45, 24, 70), (2, 130, 300)] {
+    for (rows, d, f) in [(45, 24, 70), (2, 130, 300), (40, 270, 90)] {
         let x = random(&mut rng, &[rows, d], 1.0);
         let (w1, b1) = (random(&mut rng, &[f, d], 0.3), random(&mut rng, &[f], 0.3));
         let (w2, b2) = (random(&mut rng, &[d, f], 0.3), random(&mut rng, &[d], 0.3));
         let want = switchhead_ops::ffn::dense_ffn(&x, &w1, &b1, &w2, &b2).expect("ref");
-        let w = DenseFfnWeights {
-            w1: w1.data(),
-            b1: b1.data(),
-            w2: w2.data(),
-            b2: b2.data(),
-            d_ff: f,
-        };
-        for threads in [1, 2, 3] {
-            let got = dense_ffn(&w, x.data(), rows, d, threads).expect("kernel");
-            assert_close(&got, want.data(), 1e-5);
+        let (p1, p2) = (to_panels(w1.data(), f, d), to_panels(w2.data(), d, f));
+        let stored = [
+            (WeightLayout::RowMajor, w1.data(), w2.data()),
+            (WeightLayout::Panels, &p1[..], &p2[..]),
+        ];
+        for (layout, w1, w2) in stored {
+            let w = DenseFfnWeights {
+                w1,
+                b1: b1.data(),
+                w2,
+                b2: b2.data(),
+                d_ff: f,
+                layout,
+            };
+            for threads in [1, 2, 3] {
+                let got = dense_ffn(&w, x.data(), rows, d, threads).expect("kernel");
+                assert_close(&got, want.data(), 1e-5);
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ fn header_layout_snapshot() {
     #[rustfmt::skip]
     let want: [u8; 64] = [
         0x89, b'S', b'H', b'P', b'L', b'A', b'N', b'\n', // magic
-        1, 0, 0, 0,                                      // version
+        2, 0, 0, 0,                                      // version
         64, 0, 0, 0,                                     // header_len
         64, 0, 0, 0, 0, 0, 0, 0,                         // graph_offset
         100, 0, 0, 0, 0, 0, 0, 0,                        // graph_len
@@ -25,7 +25,7 @@ fn header_layout_snapshot() {
         0, 0, 0, 0,                                      // reserved
     ];
     assert_eq!(h.encode(), want);
-    assert_eq!(FORMAT_VERSION, 1);
+    assert_eq!(FORMAT_VERSION, 2);
 }
 
 /// tokens -> Embedding(table [3, 5]) -> Linear(w [2, 5], b [2]) = logits.
@@ -36,6 +36,7 @@ fn tiny() -> (PlanGraph, Vec<Vec<f32>>) {
         dtype: PlanDType::F32,
         nbytes: 4 * shape.iter().product::<usize>() as u64,
         shape,
+        layout: Default::default(),
         offset: 0,
     };
     let mut weights = vec![
@@ -138,7 +139,7 @@ fn reader_errors() {
         read_plan(&future).unwrap_err(),
         PlanError::FutureVersion {
             version: 9,
-            supported: 1
+            supported: FORMAT_VERSION
         }
     );
     let mut unknown = graph.clone();

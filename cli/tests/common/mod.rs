@@ -32,13 +32,25 @@ pub fn max_rel_err(ours: &[f32], golden: &[f32]) -> f32 {
         / scale
 }
 
-/// A `.shplan` of testdata model `name` in the temp folder (`tag` keeps files apart);
-/// `chunk_size` overrides the recorded chunk length.
+/// A `.shplan` of testdata model `name` in the temp folder (`tag` keeps files apart), with
+/// projection weights in the `panels` layout as the CLI writes them; `chunk_size` overrides
+/// the recorded chunk length.
 pub fn compile_plan(
     name: &str,
     dtype: WeightDType,
     chunk_size: Option<usize>,
     tag: &str,
+) -> PathBuf {
+    compile_plan_with(name, dtype, chunk_size, tag, true)
+}
+
+/// [`compile_plan`] choosing the layout: `panels` false keeps every weight row-major (`-O0`).
+pub fn compile_plan_with(
+    name: &str,
+    dtype: WeightDType,
+    chunk_size: Option<usize>,
+    tag: &str,
+    panels: bool,
 ) -> PathBuf {
     let model = load_model(&model_dir(name), &LoadOptions::default()).expect("load");
     let mut graph = lower(&model);
@@ -48,10 +60,11 @@ pub fn compile_plan(
     let opts = PlanOptions {
         dtype,
         chunk_size: chunk_size.or(model.config.chunk_size),
+        panels,
     };
     let plan = plan_graph(&graph, &model.weights, &opts).expect("plan");
     let out = std::env::temp_dir().join(format!(
-        "{tag}-{name}-{dtype:?}-{}.shplan",
+        "{tag}-{name}-{dtype:?}-{panels}-{}.shplan",
         std::process::id()
     ));
     write_plan_file(&plan, &model.weights, &out).expect("write");

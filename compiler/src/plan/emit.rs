@@ -6,8 +6,8 @@ use std::path::Path;
 
 use switchhead_ops::op::Op;
 use switchhead_ops::plan::{
-    PlanDType, PlanGraph, PlanInput, PlanMeta, PlanNode, PlanOp, PlanOutput, PlanWeight,
-    layout_weights, write_plan,
+    PlanDType, PlanGraph, PlanInput, PlanLayout, PlanMeta, PlanNode, PlanOp, PlanOutput,
+    PlanWeight, layout_weights, to_panels, write_plan,
 };
 
 use crate::error::ImportError;
@@ -23,6 +23,9 @@ pub struct PlanOptions {
     pub dtype: WeightDType,
     /// Training context / chunk length, recorded in the plan's meta if known.
     pub chunk_size: Option<usize>,
+    /// Store projection weights in the `panels` layout the CPU kernels stream in place
+    /// (the weight of `Linear`, `w1`/`w2` of `DenseFfn`); off keeps every weight row-major.
+    pub panels: bool,
 }
 
 /// Why a plan could not be emitted or written.
@@ -67,6 +70,9 @@ pub fn plan_graph(
         });
     }
     let mut plan_weights = plan_weights(graph, weights, opts.dtype, &mut ids)?;
+    if opts.panels {
+        choose_panels(graph, &ids, &mut plan_weights);
+    }
     layout_weights(&mut plan_weights);
     let mut nodes = Vec::new();
     for (_, node) in graph.live_nodes() {
@@ -139,11 +145,34 @@ fn plan_weights(
             value,
             dtype,
             shape: info.shape.clone(),
+            layout: PlanLayout::RowMajor,
             offset: 0,
             nbytes: (info.numel() * dtype.size()) as u64,
         });
     }
     Ok(out)
+}
+
+/// Marks `panels` on every rank-2 weight that the live nodes read only as the weight of a
+/// `Linear` or as `w1`/`w2` of a `DenseFfn` (the slots the executor streams panels in).
+fn choose_panels(graph: &Graph, ids: &HashMap<ValueId, u32>, weights: &mut [PlanWeight]) {
+    let mut uses: HashMap<u32, bool> = HashMap::new();
+    for (_, node) in graph.live_nodes() {
+        for (slot, v) in node.inputs.iter().enumerate() {
+            let Some(&id) = ids.get(v) else { continue };
+            let fits = matches!(
+                (&node.op, slot),
+                (Op::Linear { .. }, 1) | (Op::DenseFfn, 1 | 3)
+            );
+            *uses.entry(id).or_insert(true) &= fits;
+        }
+    }
+    for w in weights.iter_mut() {
+        if w.shape.len() == 2 && uses.get(&w.value) == Some(&true) {
+            w.layout = PlanLayout::Panels;
+            w.nbytes = (w.stored_len() * w.dtype.size()) as u64;
+        }
+    }
 }
 
 /// `d_model` and `vocab_size` from the embedding table, `n_layers` from the attention nodes.
@@ -191,7 +220,12 @@ pub fn write_plan_file(
                 failed = Some(e);
                 std::io::Error::other(msg)
             })?;
-            write_weight(t.data(), w.dtype, sink)
+            match (w.layout, &w.shape[..]) {
+                (PlanLayout::Panels, &[out, inp]) => {
+                    write_weight(&to_panels(t.data(), out, inp), w.dtype, sink)
+                }
+                _ => write_weight(t.data(), w.dtype, sink),
+            }
         })
     });
     match (failed, result) {

@@ -8,6 +8,11 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod panels;
+#[cfg(target_arch = "x86_64")]
+mod tile512;
+
+pub(crate) use panels::panels_gemm;
 
 /// A read-only strided matrix view: element (i, j) is `data[i*rs + j*cs]`.
 #[derive(Debug, Clone, Copy)]
@@ -62,7 +67,7 @@ impl<'a> Mat<'a> {
         }
     }
 
-    fn fits(&self) -> bool {
+    pub(crate) fn fits(&self) -> bool {
         self.rows == 0
             || self.cols == 0
             || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()

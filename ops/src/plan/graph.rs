@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::PlanError;
+use super::{PlanError, PlanLayout};
 use crate::op::{AttentionVariant, MoeAttentionAttrs, Op, PosEncoding, SigmaMoeAttrs};
 
 /// The whole graph section.
@@ -46,15 +46,24 @@ pub struct PlanWeight {
     pub value: u32,
     pub dtype: PlanDType,
     pub shape: Vec<usize>,
+    /// Element order (format version 2; `row_major` when absent).
+    #[serde(default, skip_serializing_if = "PlanLayout::is_row_major")]
+    pub layout: PlanLayout,
     /// From the start of the weights section; a multiple of 64.
     pub offset: u64,
     pub nbytes: u64,
 }
 
 impl PlanWeight {
-    /// Number of elements.
+    /// Number of elements of the logical shape.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
+    }
+
+    /// Number of stored elements (the logical ones plus any layout padding; 0 when the layout
+    /// does not apply to the shape, which a verified plan rules out).
+    pub fn stored_len(&self) -> usize {
+        self.layout.stored_len(&self.shape).unwrap_or(0)
     }
 }
 
@@ -299,9 +308,37 @@ impl PlanGraph {
             define(w.value, &w.name)?;
         }
         self.validate_nodes(&mut defined)?;
+        self.validate_layouts()?;
         for o in &self.outputs {
             if !defined.get(o.value as usize).copied().unwrap_or(false) {
                 return Err(graph_err(format!("output {} is never defined", o.name)));
+            }
+        }
+        Ok(())
+    }
+
+    /// A `panels` weight is read only where the executor streams panels: the weight of
+    /// `Linear`, `w1`/`w2` of `DenseFfn`.
+    fn validate_layouts(&self) -> Result<(), PlanError> {
+        let panels: std::collections::HashMap<u32, &str> = self
+            .weights
+            .iter()
+            .filter(|w| w.layout == PlanLayout::Panels)
+            .map(|w| (w.value, w.name.as_str()))
+            .collect();
+        for n in &self.nodes {
+            for (slot, v) in n.inputs.iter().enumerate() {
+                let Some(name) = panels.get(v) else { continue };
+                let ok = matches!(
+                    (&n.op, slot),
+                    (PlanOp::Linear { .. }, 1) | (PlanOp::DenseFfn, 1 | 3)
+                );
+                if !ok {
+                    return Err(graph_err(format!(
+                        "weight {name:?} is stored in panels but node {:?} reads it as input {slot}",
+                        n.name
+                    )));
+                }
             }
         }
         Ok(())
@@ -353,15 +390,17 @@ fn check_weight(w: &PlanWeight, weights_len: u64) -> Result<(), PlanError> {
     if w.dtype == PlanDType::I64 {
         return Err(err("i64 weights are not supported".into()));
     }
-    let numel = w
-        .shape
-        .iter()
-        .try_fold(1u64, |n, &d| n.checked_mul(d as u64));
-    let want = numel.and_then(|n| n.checked_mul(w.dtype.size() as u64));
+    let Some(stored) = w.layout.stored_len(&w.shape) else {
+        return Err(err(format!(
+            "layout {:?} does not apply to shape {:?}",
+            w.layout, w.shape
+        )));
+    };
+    let want = (stored as u64).checked_mul(w.dtype.size() as u64);
     if want != Some(w.nbytes) {
         return Err(err(format!(
-            "nbytes {} does not match shape {:?} of {:?}",
-            w.nbytes, w.shape, w.dtype
+            "nbytes {} does not match shape {:?} of {:?} in layout {:?}",
+            w.nbytes, w.shape, w.dtype, w.layout
         )));
     }
     if !w.offset.is_multiple_of(super::ALIGN) {

@@ -5,7 +5,7 @@ use super::PlanError;
 /// The first 8 bytes of every plan file.
 pub const MAGIC: [u8; 8] = *b"\x89SHPLAN\n";
 /// The format version this code writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes of the version-1 header.
 pub const HEADER_LEN: u32 = 64;
 /// Alignment of the weights section and of every weight in it.

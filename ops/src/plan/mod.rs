@@ -5,7 +5,7 @@
 //! in place. The compiler writes it ([`write_plan`]); the runtime reads and verifies it
 //! ([`read_plan`]). Both live here so that the runtime never depends on the compiler.
 //!
-//! # Layout (format version 1)
+//! # Layout (format version 2; version 1 is the same without weight layouts)
 //!
 //! All integers are little-endian. Offsets are bytes from the start of the file.
 //!
@@ -48,7 +48,9 @@
 //!               {"name": "memory.0", "value": 1, "dtype": "f32"}],
 //!   "outputs": [{"name": "logits", "value": 57}, {"name": "memory_out.0", "value": 9}],
 //!   "weights": [{"name": "embedding.weight", "value": 2, "dtype": "f32",
-//!                "shape": [8000, 412], "offset": 0, "nbytes": 13184000}],
+//!                "shape": [8000, 412], "offset": 0, "nbytes": 13184000},
+//!               {"name": "output.weight", "value": 3, "dtype": "f32", "layout": "panels",
+//!                "shape": [8000, 412], "offset": 13184000, "nbytes": 13184000}],
 //!   "nodes":   [{"name": "embedding", "op": {"type": "Embedding"},
 //!                "inputs": [0, 2], "outputs": [3]}],
 //!   "meta":    {"d_model": 412, "vocab_size": 8000, "n_layers": 16, "chunk_size": 256}
@@ -63,8 +65,14 @@
 //!   `[batch, mem_len, D]` (mem_len may be 0) and return `memory_out.{i}` f32
 //!   `[batch, seq, D]`, one per layer.
 //! - A weight's `dtype` is `f32`, `f16` or `bf16` (IEEE half, bfloat16; little-endian); its
-//!   bytes are `weights[offset .. offset + nbytes]`, `nbytes = product(shape) * size(dtype)`.
+//!   bytes are `weights[offset .. offset + nbytes]`, `nbytes = stored elements * size(dtype)`.
 //!   Compute is always f32: readers widen f16/bf16 weights at load.
+//! - A weight's optional `layout` (version 2) orders its elements: `row_major` (the default,
+//!   omitted; stored elements = product(shape)) or `panels`, for a rank-2 `[out, in]` weight
+//!   read only as the weight of `Linear` or as `w1`/`w2` of `DenseFfn`: output rows in panels
+//!   of [`PANEL`] (the last zero padded), each panel input-major, so element `(o, i)` is at
+//!   `(o / 32) * in * 32 + i * 32 + o % 32` and stored elements = `ceil(out / 32) * 32 * in`.
+//!   The compiler picks it so the CPU kernels stream the weight in place (`layout` module).
 //! - `op` is one of (`type` and attributes; inputs in order, shapes as `crate::op::Op`):
 //!   - `{"type": "Embedding"}`: tokens, table `[V, D]`.
 //!   - `{"type": "LayerNorm", "eps": 1e-5}`: x, weight `[D]`, bias `[D]`.
@@ -87,6 +95,7 @@
 mod error;
 mod graph;
 mod header;
+mod layout;
 mod read;
 mod write;
 
@@ -96,5 +105,6 @@ pub use graph::{
     PlanWeight,
 };
 pub use header::{ALIGN, FORMAT_VERSION, HEADER_LEN, Header, MAGIC, TRAILER_LEN};
+pub use layout::{PANEL, PlanLayout, from_panels, to_panels};
 pub use read::{PlanFile, read_plan};
 pub use write::{layout_weights, write_plan};

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use switchhead_kernels as k;
 use switchhead_kernels::moe_attention::Dims;
 use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, Op, PosEncoding, SigmaMoeAttrs};
+use switchhead_ops::plan::PlanLayout;
 
 use super::program::{Program, Step};
 use super::weights::WeightStore;
@@ -84,10 +85,15 @@ fn run_with<'a>(
     };
     r.slots[p.tokens] = Slot::Tokens(tokens);
     r.bind_memory(tokens, memory)?;
+    let profiling = super::profile::enabled();
     for step in &p.steps {
+        let start = profiling.then(std::time::Instant::now);
         let out = r
             .step(step)
             .map_err(|e| exec(format!("node {:?}: {e}", step.name)))?;
+        if let Some(start) = start {
+            super::profile::record(step.op.name(), start.elapsed());
+        }
         r.slots[step.output] = Slot::Act(out);
         for &v in &step.free {
             r.slots[v] = Slot::Empty;
@@ -194,6 +200,11 @@ impl<'a> Run<'a> {
     }
 
     fn view_or_tokens(&self, v: usize) -> Result<Operand<'_>, String> {
+        if let Some(i) = self.p.weight_of[v]
+            && self.w.layout(i) == PlanLayout::Panels
+        {
+            return Ok(Operand::Panels(self.w.shape(i), self.w.data(i)));
+        }
         match &self.slots[v] {
             Slot::Tokens(t) => Ok(Operand::Tokens(t)),
             _ => self.view(v).map(|(s, d)| Operand::F32(s, d)),
@@ -204,6 +215,8 @@ impl<'a> Run<'a> {
 enum Operand<'s> {
     Tokens(&'s TokenBatch),
     F32(&'s [usize], &'s [f32]),
+    /// A weight stored in the `panels` layout: its logical shape and stored elements.
+    Panels(&'s [usize], &'s [f32]),
 }
 
 impl<'s> Operand<'s> {
@@ -211,6 +224,17 @@ impl<'s> Operand<'s> {
         match *self {
             Operand::F32(s, d) => Ok((s, d)),
             Operand::Tokens(_) => Err("tokens where an f32 tensor was expected".into()),
+            Operand::Panels(..) => {
+                Err("a weight in panels where a plain tensor was expected".into())
+            }
+        }
+    }
+
+    /// A projection weight in either layout: (shape, stored elements, layout).
+    fn weight(&self) -> Result<(&'s [usize], &'s [f32], k::WeightLayout), String> {
+        match *self {
+            Operand::Panels(s, d) => Ok((s, d, k::WeightLayout::Panels)),
+            _ => self.f32().map(|(s, d)| (s, d, k::WeightLayout::RowMajor)),
         }
     }
 }
@@ -249,10 +273,10 @@ fn eval(op: &Op, ins: &[Operand<'_>], threads: usize) -> Result<Act<'static>, St
             Ok(act(s.to_vec(), y))
         }
         Op::Linear { bias } => {
-            let ((s, x), (ws, w)) = (f(0)?, f(1)?);
+            let ((s, x), (ws, w, layout)) = (f(0)?, ins[1].weight()?);
             let b = if *bias { Some(f(2)?.1) } else { None };
             let out = ws.first().copied().unwrap_or(0);
-            let y = k::linear(x, rows(s), last(s), w, b, out, threads).map_err(ke)?;
+            let y = k::linear_with(x, rows(s), last(s), w, layout, b, out, threads).map_err(ke)?;
             Ok(act(with_last(s, out), y))
         }
         Op::Add => {
@@ -276,13 +300,17 @@ fn eval(op: &Op, ins: &[Operand<'_>], threads: usize) -> Result<Act<'static>, St
         Op::ConcatSeq => concat(f(0)?, f(1)?),
         Op::DenseFfn => {
             let (s, x) = f(0)?;
-            let (w1s, w1) = f(1)?;
+            let ((w1s, w1, layout), (_, w2, layout2)) = (ins[1].weight()?, ins[3].weight()?);
+            if layout != layout2 {
+                return Err("DenseFfn w1 and w2 are stored in different layouts".into());
+            }
             let w = k::DenseFfnWeights {
                 w1,
                 b1: f(2)?.1,
-                w2: f(3)?.1,
+                w2,
                 b2: f(4)?.1,
                 d_ff: w1s.first().copied().unwrap_or(0),
+                layout,
             };
             let y = k::dense_ffn(&w, x, rows(s), last(s), threads).map_err(ke)?;
             Ok(act(s.to_vec(), y))

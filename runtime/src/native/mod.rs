@@ -10,6 +10,7 @@
 
 mod backend;
 mod exec;
+pub mod profile;
 mod program;
 mod weights;
 

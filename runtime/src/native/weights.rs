@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use memmap2::Mmap;
-use switchhead_ops::plan::{PlanDType, PlanWeight};
+use switchhead_ops::plan::{PlanDType, PlanLayout, PlanWeight};
 
 /// Where one weight's f32 elements are.
 #[derive(Debug)]
@@ -20,6 +20,7 @@ pub(crate) struct WeightStore {
     map: Mmap,
     stored: Vec<Stored>,
     shapes: Vec<Vec<usize>>,
+    layouts: Vec<PlanLayout>,
 }
 
 impl WeightStore {
@@ -32,20 +33,27 @@ impl WeightStore {
             .map(|w| {
                 let start = (weights_offset + w.offset) as usize;
                 match w.dtype {
-                    PlanDType::F32 if in_place => Mapped(start / 4..start / 4 + w.numel()),
+                    PlanDType::F32 if in_place => Mapped(start / 4..start / 4 + w.stored_len()),
                     _ => Stored::Owned(widen(w, &map[start..start + w.nbytes as usize])),
                 }
             })
             .collect();
         let shapes = weights.iter().map(|w| w.shape.clone()).collect();
+        let layouts = weights.iter().map(|w| w.layout).collect();
         WeightStore {
             map,
             stored,
             shapes,
+            layouts,
         }
     }
 
-    /// The f32 elements of weight `i`.
+    /// The element order of weight `i`.
+    pub fn layout(&self, i: usize) -> PlanLayout {
+        self.layouts[i]
+    }
+
+    /// The f32 stored elements of weight `i` (in its layout).
     pub fn data(&self, i: usize) -> &[f32] {
         match &self.stored[i] {
             Stored::Owned(v) => v,
