@@ -120,6 +120,26 @@ pub fn linear_with(
     Ok(y)
 }
 
+/// `x @ w^T` for a row-major `[out, in_dim]` weight on up to `threads` threads, without the
+/// entry checks (shapes are the caller's invariant): the projections inside the attention.
+pub(crate) fn project_rows(
+    x: &[f32],
+    in_dim: usize,
+    w: &[f32],
+    out: usize,
+    threads: usize,
+) -> Vec<f32> {
+    let mut y = vec![0f32; rows_of(x, in_dim) * out];
+    let w = Weight {
+        data: w,
+        layout: WeightLayout::RowMajor,
+        out,
+        inp: in_dim,
+    };
+    linear_into(x, w, None, threads, &mut y);
+    y
+}
+
 /// [`linear`] into `y` (`[rows, out]`, overwritten); shapes are the caller's invariant.
 fn linear_into(x: &[f32], w: Weight<'_>, bias: Option<&[f32]>, threads: usize, y: &mut [f32]) {
     let rows = rows_of(y, w.out);

@@ -12,6 +12,7 @@ use crate::KernelError;
 use crate::attention::{Head, causal_head};
 use crate::error::check_len;
 use crate::gemm::{Mat, gemm};
+use crate::linear::project_rows;
 use crate::parallel::par_map;
 use crate::positions::{RopeTable, xl_position_keys};
 use crate::routing::{ExpertGroups, Routing, expert_matmul, route};
@@ -79,8 +80,8 @@ pub fn moe_attention(
     };
     let scale = (attrs.d_head as f64).powf(-0.25);
     let (bt, btk) = (dims.batch * dims.t, dims.batch * dims.tk);
-    let mut q = project(xq, bt, dims.d, w.q, cx.hd, scale);
-    let mut k = project(xkv, btk, dims.d, w.k, cx.hd, scale);
+    let mut q = project(xq, bt, dims.d, w.q, cx.hd, scale, cx.threads);
+    let mut k = project(xkv, btk, dims.d, w.k, cx.hd, scale, cx.threads);
     let v = values(&cx, xkv)?;
     let rel = positions(&cx, &mut q, &mut k, scale)?;
     let rel = rel.as_ref().map(|(kp, lo)| (kp.as_slice(), *lo));
@@ -88,7 +89,7 @@ pub fn moe_attention(
     outputs(&cx, xq, r)
 }
 
-/// `(x @ w^T) * scale`: `[n, d] x [out, d] -> [n, out]`.
+/// `(x @ w^T) * scale`: `[n, d] x [out, d] -> [n, out]`, rows split across `threads`.
 pub(crate) fn project(
     x: &[f32],
     n: usize,
@@ -96,15 +97,9 @@ pub(crate) fn project(
     w: &[f32],
     out: usize,
     scale: f64,
+    threads: usize,
 ) -> Vec<f32> {
-    let mut y = vec![0f32; n * out];
-    gemm(
-        Mat::rows(x, n, d),
-        Mat::rows(w, out, d).t(),
-        &mut y,
-        out,
-        0.0,
-    );
+    let mut y = project_rows(&x[..n * d], d, w, out, threads);
     y.iter_mut().for_each(|v| *v = (*v as f64 * scale) as f32);
     y
 }
@@ -116,7 +111,7 @@ pub(crate) fn values(cx: &Ctx<'_>, xkv: &[f32]) -> Result<Vec<f32>, KernelError>
         cx.w.sel_v
             .filter(|_| a.variant == AttentionVariant::ExpertsVO)
     else {
-        return Ok(project(xkv, n, d, cx.w.v, cx.hd, 1.0));
+        return Ok(project(xkv, n, d, cx.w.v, cx.hd, 1.0, cx.threads));
     };
     let routing = route(xkv, n, d, sel_v, a.heads, a.experts, a.k);
     let groups = ExpertGroups::new(&routing, a.heads * a.experts);
@@ -186,7 +181,10 @@ fn positions(
         PosEncoding::Xl => {
             let w_pk = cx.w.pos_to_pk.unwrap_or_default();
             let lo = -(tk as i64 - 1);
-            Ok(Some((xl_position_keys(w_pk, cx.hd, d, scale, lo, 0)?, lo)))
+            Ok(Some((
+                xl_position_keys(w_pk, cx.hd, d, scale, (lo, 0), cx.threads)?,
+                lo,
+            )))
         }
     }
 }
@@ -244,8 +242,7 @@ pub(crate) fn attend<'a>(
 pub(crate) fn outputs(cx: &Ctx<'_>, xq: &[f32], mut r: Vec<f32>) -> Result<Vec<f32>, KernelError> {
     let (a, d, dh, hd) = (cx.a, cx.dims.d, cx.a.d_head, cx.hd);
     let n = cx.dims.batch * cx.dims.t;
-    let mut y = vec![0f32; n * d];
-    match (a.variant, cx.w.sel_o) {
+    let y = match (a.variant, cx.w.sel_o) {
         (AttentionVariant::ExpertsVO, Some(sel_o)) => {
             let routing = route(xq, n, d, sel_o, a.heads, a.experts, a.k);
             let groups = ExpertGroups::new(&routing, a.heads * a.experts);
@@ -254,6 +251,7 @@ pub(crate) fn outputs(cx: &Ctx<'_>, xq: &[f32], mut r: Vec<f32>) -> Result<Vec<f
                 dst.copy_from_slice(&r[at..at + dh]);
             };
             let products = expert_matmul(&groups, gather, cx.w.o, dh, d, cx.threads);
+            let mut y = vec![0f32; n * d];
             scatter(
                 &groups,
                 &routing,
@@ -265,25 +263,14 @@ pub(crate) fn outputs(cx: &Ctx<'_>, xq: &[f32], mut r: Vec<f32>) -> Result<Vec<f
                 },
                 &mut y,
             );
+            y
         }
         (AttentionVariant::Gated, Some(sel_o)) => {
             gate_heads(xq, n, d, sel_o, a.heads, dh, &mut r);
-            gemm(
-                Mat::rows(&r, n, hd),
-                Mat::rows(cx.w.o, d, hd).t(),
-                &mut y,
-                d,
-                0.0,
-            );
+            project_rows(&r[..n * hd], hd, cx.w.o, d, cx.threads)
         }
-        _ => gemm(
-            Mat::rows(&r, n, hd),
-            Mat::rows(cx.w.o, d, hd).t(),
-            &mut y,
-            d,
-            0.0,
-        ),
-    }
+        _ => project_rows(&r[..n * hd], hd, cx.w.o, d, cx.threads),
+    };
     Ok(y)
 }
 

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::KernelError;
-use crate::gemm::{Mat, gemm};
+use crate::linear::project_rows;
 
 /// cos/sin of `pos * inv_freq[i]` for positions `0..n`, `[n, n_rot/2]`.
 pub(crate) struct RopeTable {
@@ -111,24 +111,15 @@ pub(crate) fn xl_position_keys(
     hd: usize,
     d: usize,
     scale: f64,
-    lo: i64,
-    hi: i64,
+    (lo, hi): (i64, i64),
+    threads: usize,
 ) -> Result<Vec<f32>, KernelError> {
     if !d.is_multiple_of(2) {
         let reason = format!("the interleaved XL sinusoid needs an even d_model, got {d}");
         return Err(KernelError::attr("MoEAttention", "pos", reason));
     }
-    let n = usize::try_from(hi - lo + 1).unwrap_or(0);
     let pe = scaled_sinusoids(lo, hi, d, scale);
-    let mut keys = vec![0f32; n * hd];
-    gemm(
-        Mat::rows(&pe[..], n, d),
-        Mat::rows(w_pk, hd, d).t(),
-        &mut keys,
-        hd,
-        0.0,
-    );
-    Ok(keys)
+    Ok(project_rows(&pe[..], d, w_pk, hd, threads))
 }
 
 /// `s * pe(p)` for p in `lo..=hi`, `[n, d]`. Every layer of a model (and every chunk of the
