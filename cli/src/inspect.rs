@@ -1,5 +1,7 @@
 //! `switchhead inspect MODEL [--ir] [--set key=value ...]`: prints the detected layout, the
 //! architecture and the parameter count, or with `--ir` the optimized IR in its text form.
+//! On a `.shplan` file it verifies the plan and prints its summary, or with `--ir` its op list
+//! (`inspect_plan`).
 
 use switchhead_compiler::ir::{lower, text::print};
 use switchhead_compiler::passes::{PassManager, RunOptions};
@@ -18,6 +20,9 @@ pub struct Args {
 
 /// Loads the model and prints its summary or its IR.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.model.model.extension().is_some_and(|e| e == "shplan") {
+        return crate::inspect_plan::run(&args.model.model, args.ir);
+    }
     let model = args.model.load()?;
     if !args.ir {
         print!("{}", model.describe());

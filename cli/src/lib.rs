@@ -4,6 +4,7 @@ pub mod bench;
 pub mod compile;
 pub mod eval;
 pub mod inspect;
+pub mod inspect_plan;
 pub mod logits;
 pub mod model_arg;
 pub mod open;

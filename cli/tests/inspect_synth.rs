@@ -159,3 +159,51 @@ fn inspect_reports_a_missing_model() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/model.safetensors"), "{err}");
 }
+
+/// `inspect` on a plan verifies it and summarises it: the gated testdata model (2 layers, a
+/// dense FFN, no XL memory) has its FFN and output weights in panels and the rest row-major;
+/// `--ir` lists the nodes; a truncated plan is a one-line error.
+#[test]
+fn inspect_a_plan() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/models/gated");
+    let dir = tmpdir("plan");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let plan = dir.join("gated.shplan");
+    let compiled = Command::new(env!("CARGO_BIN_EXE_switchhead-compile"))
+        .args([s(&model), "-o", s(&plan)])
+        .output()
+        .expect("run switchhead-compile");
+    assert!(compiled.status.success(), "{compiled:?}");
+    let text = stdout(&switchhead(&["inspect", s(&plan)]));
+    assert!(text.contains("format version 2"), "{text}");
+    assert!(text.contains("checksum ok"), "{text}");
+    assert!(
+        text.contains("model: d_model 72, vocab 256, layers 2"),
+        "{text}"
+    );
+    // w1 and w2 of two FFNs plus the output projection
+    assert!(text.contains("f32 panels: 5 tensors"), "{text}");
+    assert!(
+        text.contains(
+            "nodes: 15 (Add 4, DenseFfn 2, Embedding 1, LayerNorm 5, Linear 1, MoEAttention 2)"
+        ),
+        "{text}"
+    );
+    let ops = stdout(&switchhead(&["inspect", s(&plan), "--ir"]));
+    assert_eq!(ops.lines().count(), 15, "{ops}");
+    assert!(
+        ops.lines()
+            .any(|l| l.starts_with('%') && l.contains("= DenseFfn(")),
+        "{ops}"
+    );
+    let bytes = std::fs::read(&plan).expect("read");
+    std::fs::write(&plan, &bytes[..bytes.len() / 2]).expect("truncate");
+    let bad = switchhead(&["inspect", s(&plan)]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("truncated") && err.contains("gated.shplan"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
