@@ -60,8 +60,8 @@ pub fn moe_attention_kv(
         threads: threads.max(1),
     };
     let scale = (attrs.d_head as f64).powf(-0.25);
-    let mut q = project(x, n, dims.d, w.q, hd, scale, new.threads);
-    let mut k = project(x, n, dims.d, w.k, hd, scale, new.threads);
+    let mut q = project(x, n, dims.d, (w.q, w.proj_layout), hd, scale, new.threads);
+    let mut k = project(x, n, dims.d, (w.k, w.proj_layout), hd, scale, new.threads);
     let v = values(&new, x)?;
     let table = RopeTable::shared(attrs.d_head, rotate_fraction, base, p + dims.t)?;
     let t = dims.t.max(1);

@@ -120,19 +120,20 @@ pub fn linear_with(
     Ok(y)
 }
 
-/// `x @ w^T` for a row-major `[out, in_dim]` weight on up to `threads` threads, without the
-/// entry checks (shapes are the caller's invariant): the projections inside the attention.
+/// `x @ w^T` for an `[out, in_dim]` weight in the given layout on up to `threads` threads,
+/// without the entry checks (shapes are the caller's invariant): the projections inside the
+/// attention.
 pub(crate) fn project_rows(
     x: &[f32],
     in_dim: usize,
-    w: &[f32],
+    (w, layout): (&[f32], WeightLayout),
     out: usize,
     threads: usize,
 ) -> Vec<f32> {
     let mut y = vec![0f32; rows_of(x, in_dim) * out];
     let w = Weight {
         data: w,
-        layout: WeightLayout::RowMajor,
+        layout,
         out,
         inp: in_dim,
     };

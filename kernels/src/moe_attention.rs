@@ -12,12 +12,14 @@ use crate::KernelError;
 use crate::attention::{Head, causal_head};
 use crate::error::check_len;
 use crate::gemm::{Mat, gemm};
+use crate::linear::WeightLayout::{self, RowMajor};
 use crate::linear::project_rows;
 use crate::parallel::par_map;
 use crate::positions::{RopeTable, xl_position_keys};
 use crate::routing::{ExpertGroups, Routing, expert_matmul, route};
 
-/// The weights of one attention layer, row-major, shapes as `Op::MoEAttention` documents.
+/// The weights of one attention layer, shapes as `Op::MoEAttention` documents; row-major
+/// except `q`, `k` and `pos_to_pk` in `proj_layout`.
 #[derive(Debug, Clone, Copy)]
 pub struct MoeAttentionWeights<'a> {
     /// `[H*dh, D]`.
@@ -34,6 +36,8 @@ pub struct MoeAttentionWeights<'a> {
     pub sel_o: Option<&'a [f32]>,
     /// `[H*dh, D]`, XL only.
     pub pos_to_pk: Option<&'a [f32]>,
+    /// How `q`, `k` and `pos_to_pk` are stored (the others are always row-major).
+    pub proj_layout: WeightLayout,
 }
 
 /// Sizes of one call: `xq` is `[batch, t, d]`, `xkv` is `[batch, tk, d]`.
@@ -80,8 +84,24 @@ pub fn moe_attention(
     };
     let scale = (attrs.d_head as f64).powf(-0.25);
     let (bt, btk) = (dims.batch * dims.t, dims.batch * dims.tk);
-    let mut q = project(xq, bt, dims.d, w.q, cx.hd, scale, cx.threads);
-    let mut k = project(xkv, btk, dims.d, w.k, cx.hd, scale, cx.threads);
+    let mut q = project(
+        xq,
+        bt,
+        dims.d,
+        (w.q, w.proj_layout),
+        cx.hd,
+        scale,
+        cx.threads,
+    );
+    let mut k = project(
+        xkv,
+        btk,
+        dims.d,
+        (w.k, w.proj_layout),
+        cx.hd,
+        scale,
+        cx.threads,
+    );
     let v = values(&cx, xkv)?;
     let rel = positions(&cx, &mut q, &mut k, scale)?;
     let rel = rel.as_ref().map(|(kp, lo)| (kp.as_slice(), *lo));
@@ -89,17 +109,19 @@ pub fn moe_attention(
     outputs(&cx, xq, r)
 }
 
-/// `(x @ w^T) * scale`: `[n, d] x [out, d] -> [n, out]`, rows split across `threads`.
+/// `(x @ w^T) * scale`: `[n, d] x [out, d] -> [n, out]` (`w` in `layout`), rows split
+/// across `threads`.
+#[allow(clippy::too_many_arguments)] // plain operands of one product
 pub(crate) fn project(
     x: &[f32],
     n: usize,
     d: usize,
-    w: &[f32],
+    (w, layout): (&[f32], WeightLayout),
     out: usize,
     scale: f64,
     threads: usize,
 ) -> Vec<f32> {
-    let mut y = project_rows(&x[..n * d], d, w, out, threads);
+    let mut y = project_rows(&x[..n * d], d, (w, layout), out, threads);
     y.iter_mut().for_each(|v| *v = (*v as f64 * scale) as f32);
     y
 }
@@ -111,7 +133,15 @@ pub(crate) fn values(cx: &Ctx<'_>, xkv: &[f32]) -> Result<Vec<f32>, KernelError>
         cx.w.sel_v
             .filter(|_| a.variant == AttentionVariant::ExpertsVO)
     else {
-        return Ok(project(xkv, n, d, cx.w.v, cx.hd, 1.0, cx.threads));
+        return Ok(project(
+            xkv,
+            n,
+            d,
+            (cx.w.v, RowMajor),
+            cx.hd,
+            1.0,
+            cx.threads,
+        ));
     };
     let routing = route(xkv, n, d, sel_v, a.heads, a.experts, a.k);
     let groups = ExpertGroups::new(&routing, a.heads * a.experts);
@@ -182,7 +212,14 @@ fn positions(
             let w_pk = cx.w.pos_to_pk.unwrap_or_default();
             let lo = -(tk as i64 - 1);
             Ok(Some((
-                xl_position_keys(w_pk, cx.hd, d, scale, (lo, 0), cx.threads)?,
+                xl_position_keys(
+                    (w_pk, cx.w.proj_layout),
+                    cx.hd,
+                    d,
+                    scale,
+                    (lo, 0),
+                    cx.threads,
+                )?,
                 lo,
             )))
         }
@@ -267,9 +304,9 @@ pub(crate) fn outputs(cx: &Ctx<'_>, xq: &[f32], mut r: Vec<f32>) -> Result<Vec<f
         }
         (AttentionVariant::Gated, Some(sel_o)) => {
             gate_heads(xq, n, d, sel_o, a.heads, dh, &mut r);
-            project_rows(&r[..n * hd], hd, cx.w.o, d, cx.threads)
+            project_rows(&r[..n * hd], hd, (cx.w.o, RowMajor), d, cx.threads)
         }
-        _ => project_rows(&r[..n * hd], hd, cx.w.o, d, cx.threads),
+        _ => project_rows(&r[..n * hd], hd, (cx.w.o, RowMajor), d, cx.threads),
     };
     Ok(y)
 }
@@ -335,11 +372,12 @@ pub(crate) fn validate(
     }
     check_len("MoEAttention xq", xq, batch * t * d)?;
     check_len("MoEAttention xkv", xkv, batch * tk * d)?;
-    check_len("MoEAttention q", w.q, h * dh * d)?;
-    check_len("MoEAttention k", w.k, h * dh * d)?;
+    let proj = w.proj_layout.stored_len(h * dh, d);
+    check_len("MoEAttention q", w.q, proj)?;
+    check_len("MoEAttention k", w.k, proj)?;
     check_variant(a, w, h, e, dh, d)?;
     match (a.pos, w.pos_to_pk) {
-        (PosEncoding::Xl, Some(pk)) => check_len("MoEAttention pos_to_pk", pk, h * dh * d),
+        (PosEncoding::Xl, Some(pk)) => check_len("MoEAttention pos_to_pk", pk, proj),
         (PosEncoding::Xl, None) => Err(missing("pos_to_pk")),
         _ => Ok(()),
     }

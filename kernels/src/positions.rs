@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::KernelError;
-use crate::linear::project_rows;
+use crate::linear::{WeightLayout, project_rows};
 
 /// cos/sin of `pos * inv_freq[i]` for positions `0..n`, `[n, n_rot/2]`.
 pub(crate) struct RopeTable {
@@ -107,7 +107,7 @@ impl RopeTable {
 
 /// Position keys `Kp(p) = (s * pe(p)) @ Wpk^T` for p in `lo..=hi`: `[hi-lo+1, H*dh]`.
 pub(crate) fn xl_position_keys(
-    w_pk: &[f32],
+    w_pk: (&[f32], WeightLayout),
     hd: usize,
     d: usize,
     scale: f64,

@@ -7,12 +7,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use switchhead_kernels::moe_attention::Dims;
 use switchhead_kernels::{
-    KernelError, KvPast, MoeAttentionWeights, SigmaMoeWeights, moe_attention, moe_attention_kv,
-    sigma_moe,
+    KernelError, KvPast, MoeAttentionWeights, SigmaMoeWeights, WeightLayout, moe_attention,
+    moe_attention_kv, sigma_moe,
 };
 use switchhead_ops::Tensor;
 use switchhead_ops::moe_attention::{AttentionLayer, Positions, ValueOutput};
 use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding};
+use switchhead_ops::plan::to_panels;
 use switchhead_ops::rope::Rope;
 
 struct Case {
@@ -119,6 +120,7 @@ fn kernel_weights(w: &Weights) -> MoeAttentionWeights<'_> {
         sel_v: w.sel_v.as_ref().map(Tensor::data),
         sel_o: w.sel_o.as_ref().map(Tensor::data),
         pos_to_pk: w.pk.as_ref().map(Tensor::data),
+        proj_layout: WeightLayout::RowMajor,
     }
 }
 
@@ -140,6 +142,18 @@ fn run_case(c: Case, batch: usize, t: usize, mem: usize, seed: u64) {
         d: c.d,
     };
     let got = moe_attention(&attrs, &kw, &xq, xkv.data(), dims, 3).expect("kernel");
+    // The same weights with q, k and pos_to_pk in the plan's panels layout.
+    let panels = |t: &Tensor| to_panels(t.data(), c.heads * c.dh, c.d);
+    let (q, k, pk) = (panels(&w.q), panels(&w.k), w.pk.as_ref().map(panels));
+    let kw_panels = MoeAttentionWeights {
+        q: &q,
+        k: &k,
+        pos_to_pk: pk.as_deref(),
+        proj_layout: WeightLayout::Panels,
+        ..kw
+    };
+    let got_panels =
+        moe_attention(&attrs, &kw_panels, &xq, xkv.data(), dims, 3).expect("kernel, panels");
     let rope = match c.pos {
         PosEncoding::Rope {
             rotate_fraction,
@@ -159,6 +173,7 @@ fn run_case(c: Case, batch: usize, t: usize, mem: usize, seed: u64) {
         want.extend(reference(&c, &w, &xq_b, &xkv_b, rope.as_ref()));
     }
     assert_close(&got, &want, 1e-5);
+    assert_close(&got_panels, &want, 1e-5);
 }
 
 const ROPE: PosEncoding = PosEncoding::Rope {
@@ -264,6 +279,7 @@ fn odd_rotated_channels_are_rejected() {
         sel_v: None,
         sel_o: None,
         pos_to_pk: None,
+        proj_layout: WeightLayout::RowMajor,
     };
     let x = vec![0f32; 2 * c.d];
     let err = moe_attention(

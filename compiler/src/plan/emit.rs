@@ -7,7 +7,7 @@ use std::path::Path;
 use switchhead_ops::op::Op;
 use switchhead_ops::plan::{
     PlanDType, PlanGraph, PlanInput, PlanLayout, PlanMeta, PlanNode, PlanOp, PlanOutput,
-    PlanWeight, layout_weights, to_panels, write_plan,
+    PlanWeight, layout_weights, reads_panels, to_panels, write_plan,
 };
 
 use crate::error::ImportError;
@@ -153,17 +153,14 @@ fn plan_weights(
     Ok(out)
 }
 
-/// Marks `panels` on every rank-2 weight that the live nodes read only as the weight of a
-/// `Linear` or as `w1`/`w2` of a `DenseFfn` (the slots the executor streams panels in).
+/// Marks `panels` on every rank-2 weight that the live nodes read only in slots that stream
+/// panels (`reads_panels`: Linear and dense-FFN weights, attention q/k/pos_to_pk).
 fn choose_panels(graph: &Graph, ids: &HashMap<ValueId, u32>, weights: &mut [PlanWeight]) {
     let mut uses: HashMap<u32, bool> = HashMap::new();
     for (_, node) in graph.live_nodes() {
         for (slot, v) in node.inputs.iter().enumerate() {
             let Some(&id) = ids.get(v) else { continue };
-            let fits = matches!(
-                (&node.op, slot),
-                (Op::Linear { .. }, 1) | (Op::DenseFfn, 1 | 3)
-            );
+            let fits = reads_panels(&node.op, slot, node.inputs.len());
             *uses.entry(id).or_insert(true) &= fits;
         }
     }

@@ -317,8 +317,8 @@ impl PlanGraph {
         Ok(())
     }
 
-    /// A `panels` weight is read only where the executor streams panels: the weight of
-    /// `Linear`, `w1`/`w2` of `DenseFfn`.
+    /// A `panels` weight is read only where the executor streams panels
+    /// ([`super::reads_panels`]).
     fn validate_layouts(&self) -> Result<(), PlanError> {
         let panels: std::collections::HashMap<u32, &str> = self
             .weights
@@ -329,11 +329,7 @@ impl PlanGraph {
         for n in &self.nodes {
             for (slot, v) in n.inputs.iter().enumerate() {
                 let Some(name) = panels.get(v) else { continue };
-                let ok = matches!(
-                    (&n.op, slot),
-                    (PlanOp::Linear { .. }, 1) | (PlanOp::DenseFfn, 1 | 3)
-                );
-                if !ok {
+                if !super::reads_panels(&Op::from(&n.op), slot, n.inputs.len()) {
                     return Err(graph_err(format!(
                         "weight {name:?} is stored in panels but node {:?} reads it as input {slot}",
                         n.name

@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::op::{Op, PosEncoding};
+
 /// Output rows per panel of the `panels` layout (two 16-lane vectors).
 pub const PANEL: usize = 32;
 
@@ -39,6 +41,20 @@ impl PlanLayout {
             }
             (PlanLayout::Panels, _) => None,
         }
+    }
+}
+
+/// Whether input `slot` of `op` (a node with `arity` inputs) may be stored in panels: the
+/// `[out, in]` projections the CPU kernels stream panel by panel. The weight of `Linear`,
+/// `w1`/`w2` of `DenseFfn`, and `q`, `k` and (XL) `pos_to_pk` of `MoEAttention`.
+pub fn reads_panels(op: &Op, slot: usize, arity: usize) -> bool {
+    match op {
+        Op::Linear { .. } => slot == 1,
+        Op::DenseFfn => slot == 1 || slot == 3,
+        Op::MoEAttention(a) => {
+            slot == 2 || slot == 3 || (a.pos == PosEncoding::Xl && slot + 1 == arity)
+        }
+        _ => false,
     }
 }
 

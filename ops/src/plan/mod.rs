@@ -69,7 +69,8 @@
 //!   Compute is always f32: readers widen f16/bf16 weights at load.
 //! - A weight's optional `layout` (version 2) orders its elements: `row_major` (the default,
 //!   omitted; stored elements = product(shape)) or `panels`, for a rank-2 `[out, in]` weight
-//!   read only as the weight of `Linear` or as `w1`/`w2` of `DenseFfn`: output rows in panels
+//!   read only as the weight of `Linear`, `w1`/`w2` of `DenseFfn`, or `q`, `k` and (XL)
+//!   `pos_to_pk` of `MoEAttention` (all three alike, `reads_panels`): output rows in panels
 //!   of [`PANEL`] (the last zero padded), each panel input-major, so element `(o, i)` is at
 //!   `(o / 32) * in * 32 + i * 32 + o % 32` and stored elements = `ceil(out / 32) * 32 * in`.
 //!   The compiler picks it so the CPU kernels stream the weight in place (`layout` module).
@@ -105,6 +106,6 @@ pub use graph::{
     PlanWeight,
 };
 pub use header::{ALIGN, FORMAT_VERSION, HEADER_LEN, Header, MAGIC, TRAILER_LEN};
-pub use layout::{PANEL, PlanLayout, from_panels, to_panels};
+pub use layout::{PANEL, PlanLayout, from_panels, reads_panels, to_panels};
 pub use read::{PlanFile, read_plan};
 pub use write::{layout_weights, write_plan};

@@ -395,17 +395,29 @@ fn attention_inputs<'s>(
         AttentionVariant::Dense => (None, None),
     };
     let pos_to_pk = match a.pos {
-        PosEncoding::Xl => w(6 + routers)?,
+        PosEncoding::Xl => ins
+            .get(6 + routers)
+            .map(|o| o.weight().map(|v| v.1))
+            .transpose()?,
         PosEncoding::Rope { .. } => None,
     };
+    let ((_, q, proj_layout), (_, k, k_layout)) = (ins[2].weight()?, ins[3].weight()?);
+    let pk_layout = match a.pos {
+        PosEncoding::Xl => Some(ins[6 + routers].weight()?.2),
+        PosEncoding::Rope { .. } => None,
+    };
+    if k_layout != proj_layout || pk_layout.is_some_and(|l| l != proj_layout) {
+        return Err("MoEAttention q, k and pos_to_pk are stored in different layouts".into());
+    }
     let weights = k::MoeAttentionWeights {
-        q: ins[2].f32()?.1,
-        k: ins[3].f32()?.1,
+        q,
+        k,
         v: ins[4].f32()?.1,
         o: ins[5].f32()?.1,
         sel_v,
         sel_o,
         pos_to_pk,
+        proj_layout,
     };
     let dims = Dims {
         batch: *batch,

@@ -8,7 +8,9 @@
 //! `[B,H,P+T,dh]` (xkv is xq); the step runs `switchhead_kernels::moe_attention_kv`.
 
 use switchhead_kernels::moe_attention::Dims;
-use switchhead_kernels::{KvPast, MoeAttentionWeights, moe_attention, moe_attention_kv};
+use switchhead_kernels::{
+    KvPast, MoeAttentionWeights, WeightLayout, moe_attention, moe_attention_kv,
+};
 use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
@@ -98,6 +100,7 @@ impl MoEAttentionOp {
             sel_v,
             sel_o,
             pos_to_pk,
+            proj_layout: WeightLayout::RowMajor,
         })
     }
 
