@@ -24,7 +24,8 @@ pub struct PlanOptions {
     /// Training context / chunk length, recorded in the plan's meta if known.
     pub chunk_size: Option<usize>,
     /// Store projection weights in the `panels` layout the CPU kernels stream in place
-    /// (the weight of `Linear`, `w1`/`w2` of `DenseFfn`); off keeps every weight row-major.
+    /// (the slots `reads_panels` names: Linear and dense-FFN weights, attention q, k and
+    /// pos_to_pk); off keeps every weight row-major.
     pub panels: bool,
 }
 

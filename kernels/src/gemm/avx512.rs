@@ -1,5 +1,6 @@
 //! AVX-512 f32 products for decode-sized row counts: a handful of rows against a transposed
-//! `[out, in]` weight as dot products, which read each weight row once and pack nothing.
+//! `[out, in]` weight as dot products, or against a row-major `[in, out]` one as row updates;
+//! both read each weight element once and pack nothing.
 //! (A general packing GEMM packs the weight on every call, which costs as much as the product
 //! when there is one row.) Every function here requires AVX-512F, checked once by
 //! [`available`], and shapes the caller validated ([`super::gemm`]).
@@ -30,10 +31,10 @@ pub(super) fn available() -> bool {
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn gemm_small(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, beta: f32) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    let rows: Vec<&[f32]> = (0..m).map(|i| &a.data[i * a.rs..i * a.rs + k]).collect();
     for j in 0..n {
         let col = &b.data[j * b.cs..j * b.cs + k];
-        for (i, row) in rows.iter().enumerate() {
+        for i in 0..m {
+            let row = &a.data[i * a.rs..i * a.rs + k];
             // SAFETY: AVX-512F per this function's contract; both slices hold k floats.
             let dot = unsafe { dot(row, col) };
             let out = &mut c[i * ldc + j];

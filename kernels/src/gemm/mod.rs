@@ -1,10 +1,12 @@
 //! A safe strided f32 matrix product over slices.
 //!
-//! `matrixmultiply` runs it (small, dependency-free, runtime AVX/FMA dispatch, the GEMM
+//! `matrixmultiply` runs [`gemm`] (small, dependency-free, runtime AVX/FMA dispatch, the GEMM
 //! ndarray uses), except for decode-sized row counts on CPUs with AVX-512F, where [`avx512`]'s
 //! dot products or row updates read the weight once instead of packing it
-//! (`SWITCHHEAD_NO_AVX512` turns that off). A register-tiled AVX-512 kernel over packed panels
-//! was tried and measured no faster than `matrixmultiply` on our shapes, so it is not here.
+//! (`SWITCHHEAD_NO_AVX512` turns that off). Weights a plan stores in `panels` go through
+//! [`panels_gemm`] ([`tile512`]'s register tile, which packs only the activations). The same
+//! tile packing the weight on every call measured no faster than `matrixmultiply`, so only the
+//! pre-packed form is kept.
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;

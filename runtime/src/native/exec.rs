@@ -394,21 +394,16 @@ fn attention_inputs<'s>(
         AttentionVariant::Gated => (None, w(6)?),
         AttentionVariant::Dense => (None, None),
     };
-    let pos_to_pk = match a.pos {
-        PosEncoding::Xl => ins
-            .get(6 + routers)
-            .map(|o| o.weight().map(|v| v.1))
-            .transpose()?,
+    // pos_to_pk (XL): its stored elements and layout, read once.
+    let pk = match a.pos {
+        PosEncoding::Xl => ins.get(6 + routers).map(|o| o.weight()).transpose()?,
         PosEncoding::Rope { .. } => None,
     };
     let ((_, q, proj_layout), (_, k, k_layout)) = (ins[2].weight()?, ins[3].weight()?);
-    let pk_layout = match a.pos {
-        PosEncoding::Xl => Some(ins[6 + routers].weight()?.2),
-        PosEncoding::Rope { .. } => None,
-    };
-    if k_layout != proj_layout || pk_layout.is_some_and(|l| l != proj_layout) {
+    if k_layout != proj_layout || pk.is_some_and(|(_, _, l)| l != proj_layout) {
         return Err("MoEAttention q, k and pos_to_pk are stored in different layouts".into());
     }
+    let pos_to_pk = pk.map(|(_, data, _)| data);
     let weights = k::MoeAttentionWeights {
         q,
         k,
