@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use switchhead_compiler::model::thousands;
 use switchhead_ops::op::Op;
-use switchhead_ops::plan::{PlanFile, PlanGraph, PlanLayout, read_plan};
+use switchhead_ops::plan::{PlanFile, PlanGraph, read_plan};
 
 /// Prints the summary (or the op list) of the plan at `path`.
 pub fn run(path: &Path, ops: bool) -> Result<()> {
@@ -59,10 +59,7 @@ fn summary(path: &Path, plan: &PlanFile<'_>, len: usize) -> String {
     );
     let mut kinds: BTreeMap<String, (usize, u64)> = BTreeMap::new();
     for w in &g.weights {
-        let layout = match w.layout {
-            PlanLayout::RowMajor => "row_major",
-            PlanLayout::Panels => "panels",
-        };
+        let layout = w.layout.name();
         let key = format!("{:?} {layout}", w.dtype).to_lowercase();
         let e = kinds.entry(key).or_default();
         e.0 += 1;

@@ -11,15 +11,15 @@ use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding};
 use crate::KernelError;
 use crate::attention::{Head, causal_head};
 use crate::error::check_len;
-use crate::gemm::{Mat, gemm};
+use crate::gemm::{Dispatch, Experts, Mat, gemm, grouped_gemm};
 use crate::linear::WeightLayout::{self, RowMajor};
 use crate::linear::project_rows;
 use crate::parallel::par_map;
 use crate::positions::{RopeTable, xl_position_keys};
-use crate::routing::{ExpertGroups, Routing, expert_matmul, route};
+use crate::routing::{ExpertGroups, SlotTable, route};
 
 /// The weights of one attention layer, shapes as `Op::MoEAttention` documents; row-major
-/// except `q`, `k` and `pos_to_pk` in `proj_layout`.
+/// except `q`, `k` and `pos_to_pk` in `proj_layout` and the V/O experts in `expert_layout`.
 #[derive(Debug, Clone, Copy)]
 pub struct MoeAttentionWeights<'a> {
     /// `[H*dh, D]`.
@@ -36,8 +36,11 @@ pub struct MoeAttentionWeights<'a> {
     pub sel_o: Option<&'a [f32]>,
     /// `[H*dh, D]`, XL only.
     pub pos_to_pk: Option<&'a [f32]>,
-    /// How `q`, `k` and `pos_to_pk` are stored (the others are always row-major).
+    /// How `q`, `k` and `pos_to_pk` are stored.
     pub proj_layout: WeightLayout,
+    /// How the experts variant's `v` and `o` stacks are stored (`Panels`: the plan's
+    /// `expert_panels`); the dense and gated `v`/`o` are always row-major.
+    pub expert_layout: WeightLayout,
 }
 
 /// Sizes of one call: `xq` is `[batch, t, d]`, `xkv` is `[batch, tk, d]`.
@@ -145,48 +148,25 @@ pub(crate) fn values(cx: &Ctx<'_>, xkv: &[f32]) -> Result<Vec<f32>, KernelError>
     };
     let routing = route(xkv, n, d, sel_v, a.heads, a.experts, a.k);
     let groups = ExpertGroups::new(&routing, a.heads * a.experts);
-    let gather = |slot: usize, dst: &mut [f32]| {
-        let row = routing.row_of(slot);
-        dst.copy_from_slice(&xkv[row * d..(row + 1) * d]);
-    };
-    let products = expert_matmul(&groups, gather, cx.w.v, d, dh, cx.threads);
-    let mut v = vec![0f32; n * cx.hd];
-    scatter(
+    let table = SlotTable::new(
         &groups,
         &routing,
-        &products,
-        dh,
-        |slot| {
-            let col = routing.row_of(slot) * cx.hd + routing.group_of(slot) * dh;
-            col..col + dh
-        },
-        &mut v,
+        |slot| routing.row_of(slot) * d,
+        |slot| routing.row_of(slot) * cx.hd + routing.group_of(slot) * dh,
     );
+    let mut v = vec![0f32; n * cx.hd];
+    let dispatch = Dispatch {
+        offsets: &groups.offsets,
+        slots: table.slots(true),
+    };
+    let experts = Experts {
+        data: cx.w.v,
+        layout: cx.w.expert_layout,
+        inp: d,
+        out: dh,
+    };
+    grouped_gemm(xkv, &dispatch, experts, &mut v, cx.threads);
     Ok(v)
-}
-
-/// `out[range(slot)] += gate[slot] * product row` for every routed slot.
-fn scatter(
-    groups: &ExpertGroups,
-    routing: &Routing,
-    products: &[Vec<f32>],
-    width: usize,
-    range: impl Fn(usize) -> std::ops::Range<usize>,
-    out: &mut [f32],
-) {
-    for (e, prod) in products.iter().enumerate() {
-        for (&slot, row) in groups
-            .slots_of(e)
-            .iter()
-            .zip(prod.chunks_exact(width.max(1)))
-        {
-            let gate = routing.gate[slot];
-            out[range(slot)]
-                .iter_mut()
-                .zip(row)
-                .for_each(|(o, &p)| *o += gate * p);
-        }
-    }
 }
 
 /// Applies RoPE in place, or builds the XL position keys `(table, lo)`.
@@ -283,23 +263,24 @@ pub(crate) fn outputs(cx: &Ctx<'_>, xq: &[f32], mut r: Vec<f32>) -> Result<Vec<f
         (AttentionVariant::ExpertsVO, Some(sel_o)) => {
             let routing = route(xq, n, d, sel_o, a.heads, a.experts, a.k);
             let groups = ExpertGroups::new(&routing, a.heads * a.experts);
-            let gather = |slot: usize, dst: &mut [f32]| {
-                let at = routing.row_of(slot) * hd + routing.group_of(slot) * dh;
-                dst.copy_from_slice(&r[at..at + dh]);
-            };
-            let products = expert_matmul(&groups, gather, cx.w.o, dh, d, cx.threads);
-            let mut y = vec![0f32; n * d];
-            scatter(
+            let table = SlotTable::new(
                 &groups,
                 &routing,
-                &products,
-                d,
-                |slot| {
-                    let row = routing.row_of(slot);
-                    row * d..(row + 1) * d
-                },
-                &mut y,
+                |slot| routing.row_of(slot) * hd + routing.group_of(slot) * dh,
+                |slot| routing.row_of(slot) * d,
             );
+            let mut y = vec![0f32; n * d];
+            let dispatch = Dispatch {
+                offsets: &groups.offsets,
+                slots: table.slots(true),
+            };
+            let experts = Experts {
+                data: cx.w.o,
+                layout: cx.w.expert_layout,
+                inp: dh,
+                out: d,
+            };
+            grouped_gemm(&r, &dispatch, experts, &mut y, cx.threads);
             y
         }
         (AttentionVariant::Gated, Some(sel_o)) => {
@@ -397,8 +378,12 @@ fn check_variant(
                 let reason = format!("need 1 <= k ({}) <= experts ({e}) <= 64", a.k);
                 return Err(KernelError::attr("MoEAttention", "k", reason));
             }
-            check_len("MoEAttention v", w.v, h * e * d * dh)?;
-            check_len("MoEAttention o", w.o, h * e * dh * d)?;
+            let (v, o) = (
+                w.expert_layout.stored_len(dh, d),
+                w.expert_layout.stored_len(d, dh),
+            );
+            check_len("MoEAttention v", w.v, h * e * v)?;
+            check_len("MoEAttention o", w.o, h * e * o)?;
             check_len(
                 "MoEAttention sel_v",
                 w.sel_v.ok_or_else(|| missing("sel_v"))?,

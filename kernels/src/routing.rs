@@ -5,8 +5,7 @@
 //! accumulated in f32 here (the reference uses f64 and rounds to f32), so a selection can
 //! differ from the reference only when two gates tie to within f32 rounding.
 
-use crate::gemm::{Mat, gemm};
-use crate::parallel::par_map;
+use crate::gemm::{Mat, Slots, gemm};
 
 /// Routing decisions for `n` rows: `[n, groups, k]` flat expert ids and gates.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,42 +129,36 @@ impl ExpertGroups {
     }
 }
 
-/// For every expert e: gathers the input row of each of its slots (`gather(slot, dst)` fills
-/// `in_dim` values), multiplies the `[n_e, in_dim]` block by `weights[e]` (`[in_dim, out_dim]`)
-/// and returns the `[n_e, out_dim]` product. Experts run in parallel on `threads` threads.
-pub fn expert_matmul(
-    groups: &ExpertGroups,
-    gather: impl Fn(usize, &mut [f32]) + Sync,
-    weights: &[f32],
-    in_dim: usize,
-    out_dim: usize,
-    threads: usize,
-) -> Vec<Vec<f32>> {
-    par_map(threads, groups.experts(), |e| {
-        let slots = groups.slots_of(e);
-        let block = gather_block(slots, &gather, in_dim);
-        let w = &weights[e * in_dim * out_dim..(e + 1) * in_dim * out_dim];
-        let mut out = vec![0f32; slots.len() * out_dim];
-        gemm(
-            Mat::rows(&block, slots.len(), in_dim),
-            Mat::rows(w, in_dim, out_dim),
-            &mut out,
-            out_dim,
-            0.0,
-        );
-        out
-    })
+/// Per-slot addressing of a grouped expert product, in the groups' (expert) order: where each
+/// slot's input row starts, where its output row starts, and its gate.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SlotTable {
+    pub src: Vec<usize>,
+    pub dst: Vec<usize>,
+    pub gate: Vec<f32>,
 }
 
-/// The `[slots.len(), dim]` block of gathered input rows.
-pub(crate) fn gather_block(
-    slots: &[usize],
-    gather: &(impl Fn(usize, &mut [f32]) + Sync),
-    dim: usize,
-) -> Vec<f32> {
-    let mut block = vec![0f32; slots.len() * dim];
-    for (dst, &slot) in block.chunks_exact_mut(dim.max(1)).zip(slots) {
-        gather(slot, dst);
+impl SlotTable {
+    /// The table of `groups`' slots, `src(slot)` / `dst(slot)` giving the row offsets.
+    pub fn new(
+        groups: &ExpertGroups,
+        routing: &Routing,
+        src: impl Fn(usize) -> usize,
+        dst: impl Fn(usize) -> usize,
+    ) -> Self {
+        SlotTable {
+            src: groups.slots.iter().map(|&s| src(s)).collect(),
+            dst: groups.slots.iter().map(|&s| dst(s)).collect(),
+            gate: groups.slots.iter().map(|&s| routing.gate[s]).collect(),
+        }
     }
-    block
+
+    /// The grouped product's view of the table (`gated`: apply the gates, else 1).
+    pub fn slots(&self, gated: bool) -> Slots<'_> {
+        Slots {
+            src: &self.src,
+            dst: &self.dst,
+            gate: gated.then_some(&self.gate[..]),
+        }
+    }
 }

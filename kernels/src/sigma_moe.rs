@@ -1,16 +1,16 @@
 //! `SigmaMoE`: the σ-MoE feed-forward block (SPEC.md section 3), over all rows at once.
 //!
 //! Route every row (one group of N_E experts, top K_ff), group the (row, slot) pairs by
-//! expert, and per expert: gather its rows, `relu(x @ keys[e]) @ values[e]`, then add
-//! `gate * result` to each row. Matches `switchhead_ops::sigma_moe::sigma_moe`.
+//! expert, then two grouped expert products: each slot's hidden row `relu(x @ keys[e])`,
+//! and `gate * (hidden @ values[e])` added straight into the slot's row. Matches `switchhead_ops::sigma_moe::sigma_moe`.
 
 use crate::KernelError;
 use crate::error::check_len;
-use crate::gemm::{Mat, gemm};
-use crate::parallel::par_map;
-use crate::routing::{ExpertGroups, gather_block, route};
+use crate::gemm::{Dispatch, Experts, grouped_gemm};
+use crate::linear::WeightLayout;
+use crate::routing::{ExpertGroups, SlotTable, route};
 
-/// Weights of one σ-MoE block, row-major.
+/// Weights of one σ-MoE block: the router row-major, the keys and values stacks in `layout`.
 #[derive(Debug, Clone, Copy)]
 pub struct SigmaMoeWeights<'a> {
     /// `[N_E, D]`.
@@ -25,6 +25,8 @@ pub struct SigmaMoeWeights<'a> {
     pub expert_size: usize,
     /// K_ff.
     pub k: usize,
+    /// How `keys` and `values` are stored (`Panels`: the plan's `expert_panels`).
+    pub layout: WeightLayout,
 }
 
 /// Runs the block on `rows` rows of `x` (`[rows, d]`); returns `[rows, d]`.
@@ -39,46 +41,59 @@ pub fn sigma_moe(
     let (n_e, g) = (w.experts, w.expert_size);
     let routing = route(x, rows, d, w.router, 1, n_e, w.k);
     let groups = ExpertGroups::new(&routing, n_e);
-    let gather = |slot: usize, dst: &mut [f32]| {
-        let row = routing.row_of(slot);
-        dst.copy_from_slice(&x[row * d..(row + 1) * d]);
+    // keys: each slot's own hidden row (position i in expert order), no gate
+    let keys = SlotTable::new(&groups, &routing, |slot| routing.row_of(slot) * d, |_| 0);
+    let n_slots = keys.src.len();
+    let dst: Vec<usize> = (0..n_slots).map(|i| i * g).collect();
+    let hidden_slots = crate::gemm::Slots {
+        dst: &dst,
+        ..keys.slots(false)
     };
-    let products = par_map(threads.max(1), n_e, |e| {
-        let slots = groups.slots_of(e);
-        let block = gather_block(slots, &gather, d);
-        let mut hidden = vec![0f32; slots.len() * g];
-        let keys = &w.keys[e * d * g..(e + 1) * d * g];
-        gemm(
-            Mat::rows(&block, slots.len(), d),
-            Mat::rows(keys, d, g),
-            &mut hidden,
-            g,
-            0.0,
-        );
-        hidden.iter_mut().for_each(|v| *v = v.max(0.0));
-        let mut out = vec![0f32; slots.len() * d];
-        let values = &w.values[e * g * d..(e + 1) * g * d];
-        gemm(
-            Mat::rows(&hidden, slots.len(), g),
-            Mat::rows(values, g, d),
-            &mut out,
-            d,
-            0.0,
-        );
-        out
-    });
+    let mut hidden = vec![0f32; n_slots * g];
+    let dispatch = Dispatch {
+        offsets: &groups.offsets,
+        slots: hidden_slots,
+    };
+    grouped_gemm(
+        x,
+        &dispatch,
+        experts(w.keys, w.layout, d, g),
+        &mut hidden,
+        threads,
+    );
+    hidden.iter_mut().for_each(|v| *v = v.max(0.0));
+    // values: gate * (hidden row @ values[e]) into the slot's row
+    let values = SlotTable {
+        src: dst,
+        dst: groups
+            .slots
+            .iter()
+            .map(|&s| routing.row_of(s) * d)
+            .collect(),
+        gate: keys.gate,
+    };
     let mut y = vec![0f32; rows * d];
-    for (e, prod) in products.iter().enumerate() {
-        for (&slot, src) in groups.slots_of(e).iter().zip(prod.chunks_exact(d.max(1))) {
-            let row = routing.row_of(slot);
-            let gate = routing.gate[slot];
-            y[row * d..(row + 1) * d]
-                .iter_mut()
-                .zip(src)
-                .for_each(|(o, &p)| *o += gate * p);
-        }
-    }
+    let dispatch = Dispatch {
+        offsets: &groups.offsets,
+        slots: values.slots(true),
+    };
+    grouped_gemm(
+        &hidden,
+        &dispatch,
+        experts(w.values, w.layout, g, d),
+        &mut y,
+        threads,
+    );
     Ok(y)
+}
+
+fn experts(data: &[f32], layout: WeightLayout, inp: usize, out: usize) -> Experts<'_> {
+    Experts {
+        data,
+        layout,
+        inp,
+        out,
+    }
 }
 
 fn validate(w: &SigmaMoeWeights<'_>, x: &[f32], rows: usize, d: usize) -> Result<(), KernelError> {
@@ -92,6 +107,6 @@ fn validate(w: &SigmaMoeWeights<'_>, x: &[f32], rows: usize, d: usize) -> Result
     }
     check_len("SigmaMoE x", x, rows * d)?;
     check_len("SigmaMoE router", w.router, n_e * d)?;
-    check_len("SigmaMoE keys", w.keys, n_e * d * g)?;
-    check_len("SigmaMoE values", w.values, n_e * g * d)
+    check_len("SigmaMoE keys", w.keys, n_e * w.layout.stored_len(g, d))?;
+    check_len("SigmaMoE values", w.values, n_e * w.layout.stored_len(d, g))
 }

@@ -13,7 +13,7 @@ use switchhead_kernels::{
 use switchhead_ops::Tensor;
 use switchhead_ops::moe_attention::{AttentionLayer, Positions, ValueOutput};
 use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding};
-use switchhead_ops::plan::to_panels;
+use switchhead_ops::plan::{to_expert_panels, to_panels};
 use switchhead_ops::rope::Rope;
 
 struct Case {
@@ -121,6 +121,7 @@ fn kernel_weights(w: &Weights) -> MoeAttentionWeights<'_> {
         sel_o: w.sel_o.as_ref().map(Tensor::data),
         pos_to_pk: w.pk.as_ref().map(Tensor::data),
         proj_layout: WeightLayout::RowMajor,
+        expert_layout: WeightLayout::RowMajor,
     }
 }
 
@@ -142,14 +143,25 @@ fn run_case(c: Case, batch: usize, t: usize, mem: usize, seed: u64) {
         d: c.d,
     };
     let got = moe_attention(&attrs, &kw, &xq, xkv.data(), dims, 3).expect("kernel");
-    // The same weights with q, k and pos_to_pk in the plan's panels layout.
+    // The same weights with q, k and pos_to_pk in the plan's panels layout, and the V/O
+    // experts in expert_panels.
     let panels = |t: &Tensor| to_panels(t.data(), c.heads * c.dh, c.d);
     let (q, k, pk) = (panels(&w.q), panels(&w.k), w.pk.as_ref().map(panels));
+    let experts = c.variant == AttentionVariant::ExpertsVO;
+    let stack = |t: &Tensor, inp, out| to_expert_panels(t.data(), c.heads * c.experts, inp, out);
+    let (v, o) = (stack(&w.v, c.d, c.dh), stack(&w.o, c.dh, c.d));
     let kw_panels = MoeAttentionWeights {
         q: &q,
         k: &k,
         pos_to_pk: pk.as_deref(),
         proj_layout: WeightLayout::Panels,
+        v: if experts { &v } else { kw.v },
+        o: if experts { &o } else { kw.o },
+        expert_layout: if experts {
+            WeightLayout::Panels
+        } else {
+            WeightLayout::RowMajor
+        },
         ..kw
     };
     let got_panels =
@@ -280,6 +292,7 @@ fn odd_rotated_channels_are_rejected() {
         sel_o: None,
         pos_to_pk: None,
         proj_layout: WeightLayout::RowMajor,
+        expert_layout: WeightLayout::RowMajor,
     };
     let x = vec![0f32; 2 * c.d];
     let err = moe_attention(
@@ -324,11 +337,27 @@ fn sigma_moe_matches_reference() {
         experts: n_e,
         expert_size: g,
         k,
+        layout: WeightLayout::RowMajor,
     };
     let got = sigma_moe(&w, x.data(), rows, d, 2).expect("kernel");
     let (want, _) =
         switchhead_ops::sigma_moe::sigma_moe(&x, &router, &keys, &values, k).expect("reference");
     assert_close(&got, want.data(), 1e-5);
+    // keys and values in the plan's expert_panels layout
+    let (kp, vp) = (
+        to_expert_panels(keys.data(), n_e, d, g),
+        to_expert_panels(values.data(), n_e, g, d),
+    );
+    let wp = SigmaMoeWeights {
+        keys: &kp,
+        values: &vp,
+        layout: WeightLayout::Panels,
+        ..w
+    };
+    for threads in [1, 3] {
+        let got = sigma_moe(&wp, x.data(), rows, d, threads).expect("kernel, panels");
+        assert_close(&got, want.data(), 1e-5);
+    }
 }
 
 #[test]
@@ -340,6 +369,7 @@ fn sigma_moe_rejects_bad_k() {
         experts: 2,
         expert_size: 1,
         k: 3,
+        layout: WeightLayout::RowMajor,
     };
     let err = sigma_moe(&w, &[0.0; 4], 2, 2, 1).unwrap_err();
     assert!(

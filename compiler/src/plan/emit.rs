@@ -7,7 +7,7 @@ use std::path::Path;
 use switchhead_ops::op::Op;
 use switchhead_ops::plan::{
     PlanDType, PlanGraph, PlanInput, PlanLayout, PlanMeta, PlanNode, PlanOp, PlanOutput,
-    PlanWeight, layout_weights, reads_panels, to_panels, write_plan,
+    PlanWeight, layout_weights, packed_layout, to_expert_panels, to_panels, write_plan,
 };
 
 use crate::error::ImportError;
@@ -23,9 +23,10 @@ pub struct PlanOptions {
     pub dtype: WeightDType,
     /// Training context / chunk length, recorded in the plan's meta if known.
     pub chunk_size: Option<usize>,
-    /// Store projection weights in the `panels` layout the CPU kernels stream in place
-    /// (the slots `reads_panels` names: Linear and dense-FFN weights, attention q, k and
-    /// pos_to_pk); off keeps every weight row-major.
+    /// Store projection weights in the `panels` layout and expert stacks in `expert_panels`,
+    /// which the CPU kernels stream in place (the slots `packed_layout` names: Linear and
+    /// dense-FFN weights, attention q, k and pos_to_pk; the attention's V/O experts and
+    /// σ-MoE's keys/values); off keeps every weight row-major.
     pub panels: bool,
 }
 
@@ -154,20 +155,27 @@ fn plan_weights(
     Ok(out)
 }
 
-/// Marks `panels` on every rank-2 weight that the live nodes read only in slots that stream
-/// panels (`reads_panels`: Linear and dense-FFN weights, attention q/k/pos_to_pk).
+/// Gives every weight the packed layout that all the live nodes reading it stream
+/// (`packed_layout`: `panels` for Linear and dense-FFN weights and attention q/k/pos_to_pk,
+/// `expert_panels` for the attention's V/O experts and σ-MoE's keys/values).
 fn choose_panels(graph: &Graph, ids: &HashMap<ValueId, u32>, weights: &mut [PlanWeight]) {
-    let mut uses: HashMap<u32, bool> = HashMap::new();
+    let mut uses: HashMap<u32, Option<PlanLayout>> = HashMap::new();
     for (_, node) in graph.live_nodes() {
         for (slot, v) in node.inputs.iter().enumerate() {
             let Some(&id) = ids.get(v) else { continue };
-            let fits = reads_panels(&node.op, slot, node.inputs.len());
-            *uses.entry(id).or_insert(true) &= fits;
+            let wanted = packed_layout(&node.op, slot, node.inputs.len());
+            let agreed = uses.entry(id).or_insert(wanted);
+            if *agreed != wanted {
+                *agreed = None;
+            }
         }
     }
     for w in weights.iter_mut() {
-        if w.shape.len() == 2 && uses.get(&w.value) == Some(&true) {
-            w.layout = PlanLayout::Panels;
+        let Some(&Some(layout)) = uses.get(&w.value) else {
+            continue;
+        };
+        if layout.stored_len(&w.shape).is_some() {
+            w.layout = layout;
             w.nbytes = (w.stored_len() * w.dtype.size()) as u64;
         }
     }
@@ -222,6 +230,11 @@ pub fn write_plan_file(
                 (PlanLayout::Panels, &[out, inp]) => {
                     write_weight(&to_panels(t.data(), out, inp), w.dtype, sink)
                 }
+                (PlanLayout::ExpertPanels, &[experts, inp, out]) => write_weight(
+                    &to_expert_panels(t.data(), experts, inp, out),
+                    w.dtype,
+                    sink,
+                ),
                 _ => write_weight(t.data(), w.dtype, sink),
             }
         })

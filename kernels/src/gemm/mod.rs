@@ -10,10 +10,12 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod grouped;
 mod panels;
 #[cfg(target_arch = "x86_64")]
 mod tile512;
 
+pub(crate) use grouped::{Dispatch, Experts, Slots, grouped_gemm};
 pub(crate) use panels::panels_gemm;
 
 /// A read-only strided matrix view: element (i, j) is `data[i*rs + j*cs]`.

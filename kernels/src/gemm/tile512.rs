@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use switchhead_ops::plan::PANEL;
 
 use super::Mat;
+use super::grouped::Slots;
 
 /// Activation rows per register tile: 12 x 2 accumulators + 2 weight vectors + 1 broadcast.
 const MR: usize = 12;
@@ -40,7 +41,7 @@ pub(super) unsafe fn panels_gemm(
             let beta = if k0 == 0 { beta } else { 1.0 };
             for m0 in (0..m).step_by(MC) {
                 let rows = MC.min(m - m0);
-                pack_rows(a, m0, rows, k0, kc, buf);
+                pack(rows, kc, |r| &a.data[(m0 + r) * a.rs + k0..], buf);
                 for p in 0..n.div_ceil(PANEL) {
                     let (lo, hi) = masks(PANEL.min(n - p * PANEL));
                     let panel = &w[p * k * PANEL + k0 * PANEL..];
@@ -50,9 +51,11 @@ pub(super) unsafe fn panels_gemm(
                             b: panel.as_ptr(),
                             kc,
                             // SAFETY: row m0 + r < m and column p * 32 < n are inside c.
-                            c: unsafe { c.as_mut_ptr().add((m0 + r) * ldc + p * PANEL) },
-                            ldc,
-                            beta,
+                            out: TileOut::Rows {
+                                c: unsafe { c.as_mut_ptr().add((m0 + r) * ldc + p * PANEL) },
+                                ldc,
+                                beta,
+                            },
                             lo,
                             hi,
                         };
@@ -65,13 +68,66 @@ pub(super) unsafe fn panels_gemm(
     });
 }
 
-/// Packs rows `m0..m0+rows`, columns `k0..k0+kc` of `a` into 12-row panels, K-major inside:
-/// element (r, kk) at `(r / 12) * kc * 12 + kk * 12 + r % 12`. Lanes of missing rows in the
-/// last panel keep stale values; only the rows that exist are stored.
-fn pack_rows(a: Mat<'_>, m0: usize, rows: usize, k0: usize, kc: usize, out: &mut Vec<f32>) {
+/// See [`super::grouped::grouped_gemm`]: one expert's slots times panels `panels` of its
+/// weight `w` (`[n, k]` in panels), `out[dst[i] + col] += gate[i] * product(i, col)`.
+///
+/// # Safety
+/// AVX-512F is available; `x[src[i]..src[i] + k]` exists for every slot; `w` holds
+/// `ceil(n/32)*32*k` floats; `out + dst[i] + col` is valid for every slot and column
+/// `col < n` of the panels, and no other thread touches those elements during the call.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn grouped_panels(
+    x: &[f32],
+    slots: Slots<'_>,
+    (w, k, n): (&[f32], usize, usize),
+    panels: std::ops::Range<usize>,
+    out: *mut f32,
+) {
+    let m = slots.src.len();
+    PACKED.with_borrow_mut(|buf| {
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            for m0 in (0..m).step_by(MC) {
+                let rows = MC.min(m - m0);
+                pack(rows, kc, |r| &x[slots.src[m0 + r] + k0..], buf);
+                for p in panels.clone() {
+                    let (lo, hi) = masks(PANEL.min(n - p * PANEL));
+                    let panel = &w[p * k * PANEL + k0 * PANEL..];
+                    for r in (0..rows).step_by(MR) {
+                        let live = MR.min(rows - r);
+                        let mut ptrs = [std::ptr::null_mut(); MR];
+                        let mut gates = [1f32; MR];
+                        for j in 0..live {
+                            let i = m0 + r + j;
+                            // SAFETY: the caller's contract on dst.
+                            ptrs[j] = unsafe { out.add(slots.dst[i] + p * PANEL) };
+                            gates[j] = slots.gate.map_or(1.0, |g| g[i]);
+                        }
+                        let t = Tile {
+                            a: buf[(r / MR) * kc * MR..].as_ptr(),
+                            b: panel.as_ptr(),
+                            kc,
+                            out: TileOut::Scatter { ptrs, gates },
+                            lo,
+                            hi,
+                        };
+                        // SAFETY: the tile's operands hold what it reads and writes.
+                        unsafe { t.run(live) };
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Packs `kc` columns of `rows` activation rows (`row(r)` starts at the first of them) into
+/// 12-row panels, K-major inside: element (r, kk) at `(r / 12) * kc * 12 + kk * 12 + r % 12`.
+/// Lanes of missing rows in the last panel keep stale values; only the rows that exist are
+/// stored.
+fn pack<'a>(rows: usize, kc: usize, row: impl Fn(usize) -> &'a [f32], out: &mut Vec<f32>) {
     out.resize(rows.div_ceil(MR) * kc * MR, 0.0);
     for r in 0..rows {
-        let src = &a.data[(m0 + r) * a.rs + k0..(m0 + r) * a.rs + k0 + kc];
+        let src = &row(r)[..kc];
         let panel = &mut out[(r / MR) * kc * MR + r % MR..];
         panel
             .iter_mut()
@@ -91,14 +147,23 @@ fn masks(cols: usize) -> (u16, u16) {
     (mask as u16, (mask >> 16) as u16)
 }
 
+/// Where a tile's rows go.
+enum TileOut {
+    /// `c[r * ldc + j] = acc + beta * c[r * ldc + j]`.
+    Rows { c: *mut f32, ldc: usize, beta: f32 },
+    /// `ptrs[r][j] += gates[r] * acc` (routed slots, each row its own destination).
+    Scatter {
+        ptrs: [*mut f32; MR],
+        gates: [f32; MR],
+    },
+}
+
 /// Up to 12 packed activation rows times one weight panel slice, into C.
 struct Tile {
     a: *const f32,
     b: *const f32,
     kc: usize,
-    c: *mut f32,
-    ldc: usize,
-    beta: f32,
+    out: TileOut,
     lo: u16,
     hi: u16,
 }
@@ -127,29 +192,46 @@ impl Tile {
 
     #[target_feature(enable = "avx512f")]
     unsafe fn rows<const R: usize>(&self) {
+        let (a, b, kc) = (self.a, self.b, self.kc);
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
         // SAFETY: reads kc x 12 packed activations and kc x 32 panel floats; writes the
         // masked lanes of R rows of C.
         unsafe {
-            for p in 0..self.kc {
-                let b0 = _mm512_loadu_ps(self.b.add(p * PANEL));
-                let b1 = _mm512_loadu_ps(self.b.add(p * PANEL + 16));
+            for p in 0..kc {
+                let b0 = _mm512_loadu_ps(b.add(p * PANEL));
+                let b1 = _mm512_loadu_ps(b.add(p * PANEL + 16));
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    let av = _mm512_set1_ps(*self.a.add(p * MR + r));
+                    let av = _mm512_set1_ps(*a.add(p * MR + r));
                     acc[0] = _mm512_fmadd_ps(av, b0, acc[0]);
                     acc[1] = _mm512_fmadd_ps(av, b1, acc[1]);
                 }
             }
-            let beta = _mm512_set1_ps(self.beta);
-            for (r, acc) in acc.iter().enumerate() {
-                let cr = self.c.add(r * self.ldc);
-                let (mut v0, mut v1) = (acc[0], acc[1]);
-                if self.beta != 0.0 {
-                    v0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(self.lo, cr), v0);
-                    v1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(self.hi, cr.add(16)), v1);
+            let (lo, hi) = (self.lo, self.hi);
+            match &self.out {
+                TileOut::Rows { c, ldc, beta } => {
+                    let keep = _mm512_set1_ps(*beta);
+                    for (r, acc) in acc.iter().enumerate() {
+                        let cr = c.add(r * ldc);
+                        let (mut v0, mut v1) = (acc[0], acc[1]);
+                        if *beta != 0.0 {
+                            v0 = _mm512_fmadd_ps(keep, _mm512_maskz_loadu_ps(lo, cr), v0);
+                            v1 = _mm512_fmadd_ps(keep, _mm512_maskz_loadu_ps(hi, cr.add(16)), v1);
+                        }
+                        _mm512_mask_storeu_ps(cr, lo, v0);
+                        _mm512_mask_storeu_ps(cr.add(16), hi, v1);
+                    }
                 }
-                _mm512_mask_storeu_ps(cr, self.lo, v0);
-                _mm512_mask_storeu_ps(cr.add(16), self.hi, v1);
+                TileOut::Scatter { ptrs, gates } => {
+                    for (r, acc) in acc.iter().enumerate() {
+                        let (cr, gate) = (ptrs[r], _mm512_set1_ps(gates[r]));
+                        let old0 = _mm512_maskz_loadu_ps(lo, cr);
+                        let old1 = _mm512_maskz_loadu_ps(hi, cr.add(16));
+                        let v0 = _mm512_add_ps(_mm512_mul_ps(gate, acc[0]), old0);
+                        let v1 = _mm512_add_ps(_mm512_mul_ps(gate, acc[1]), old1);
+                        _mm512_mask_storeu_ps(cr, lo, v0);
+                        _mm512_mask_storeu_ps(cr.add(16), hi, v1);
+                    }
+                }
             }
         }
     }

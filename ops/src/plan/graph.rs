@@ -317,21 +317,24 @@ impl PlanGraph {
         Ok(())
     }
 
-    /// A `panels` weight is read only where the executor streams panels
-    /// ([`super::reads_panels`]).
+    /// A packed weight is read only where the executor streams that layout
+    /// ([`super::packed_layout`]).
     fn validate_layouts(&self) -> Result<(), PlanError> {
-        let panels: std::collections::HashMap<u32, &str> = self
+        let packed: std::collections::HashMap<u32, (&str, PlanLayout)> = self
             .weights
             .iter()
-            .filter(|w| w.layout == PlanLayout::Panels)
-            .map(|w| (w.value, w.name.as_str()))
+            .filter(|w| w.layout != PlanLayout::RowMajor)
+            .map(|w| (w.value, (w.name.as_str(), w.layout)))
             .collect();
         for n in &self.nodes {
             for (slot, v) in n.inputs.iter().enumerate() {
-                let Some(name) = panels.get(v) else { continue };
-                if !super::reads_panels(&Op::from(&n.op), slot, n.inputs.len()) {
+                let Some(&(name, layout)) = packed.get(v) else {
+                    continue;
+                };
+                if super::packed_layout(&Op::from(&n.op), slot, n.inputs.len()) != Some(layout) {
                     return Err(graph_err(format!(
-                        "weight {name:?} is stored in panels but node {:?} reads it as input {slot}",
+                        "weight {name:?} is stored in {} but node {:?} reads it as input {slot}",
+                        layout.name(),
                         n.name
                     )));
                 }

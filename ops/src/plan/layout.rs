@@ -6,10 +6,16 @@
 //! padded), and each panel is stored input-major, so element `(o, i)` of the weight is at
 //! `(o / PANEL) * in * PANEL + i * PANEL + o % PANEL`. That is `x @ w^T` for one panel as
 //! `in` rank-1 updates of [`PANEL`] contiguous floats.
+//!
+//! `expert_panels` is the same order for stacked expert matrices: a rank-3 `[E, in, out]`
+//! weight (each expert an `[in, out]` matrix applied as `x @ W_e`, as SwitchHead's V and O
+//! experts and σ-MoE's keys and values) stores each expert, one after the other, as the
+//! `panels` layout of its `[out, in]` transpose: element `(e, i, o)` is at
+//! `e * P + (o / PANEL) * in * PANEL + i * PANEL + o % PANEL`, `P = ceil(out / PANEL) * PANEL * in`.
 
 use serde::{Deserialize, Serialize};
 
-use crate::op::{Op, PosEncoding};
+use crate::op::{AttentionVariant, Op, PosEncoding};
 
 /// Output rows per panel of the `panels` layout (two 16-lane vectors).
 pub const PANEL: usize = 32;
@@ -23,6 +29,9 @@ pub enum PlanLayout {
     RowMajor,
     /// A rank-2 `[out, in]` weight in panels of [`PANEL`] output rows, input-major inside.
     Panels,
+    /// A rank-3 `[E, in, out]` stack of expert matrices, each in the `panels` layout of its
+    /// `[out, in]` transpose.
+    ExpertPanels,
 }
 
 impl PlanLayout {
@@ -39,23 +48,42 @@ impl PlanLayout {
             (PlanLayout::Panels, &[out, inp]) => {
                 out.div_ceil(PANEL).checked_mul(PANEL)?.checked_mul(inp)
             }
-            (PlanLayout::Panels, _) => None,
+            (PlanLayout::ExpertPanels, &[experts, inp, out]) => PlanLayout::Panels
+                .stored_len(&[out, inp])?
+                .checked_mul(experts),
+            (PlanLayout::Panels | PlanLayout::ExpertPanels, _) => None,
+        }
+    }
+
+    /// The layout's name in the JSON and in `inspect`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlanLayout::RowMajor => "row_major",
+            PlanLayout::Panels => "panels",
+            PlanLayout::ExpertPanels => "expert_panels",
         }
     }
 }
 
-/// Whether input `slot` of `op` (a node with `arity` inputs) may be stored in panels: the
-/// `[out, in]` projections the CPU kernels stream panel by panel. The weight of `Linear`,
-/// `w1`/`w2` of `DenseFfn`, and `q`, `k` and (XL) `pos_to_pk` of `MoEAttention`.
-pub fn reads_panels(op: &Op, slot: usize, arity: usize) -> bool {
-    match op {
+/// The packed layout input `slot` of `op` (a node with `arity` inputs) may be stored in, if
+/// any: `panels` for the `[out, in]` projections the CPU kernels stream panel by panel (the
+/// weight of `Linear`, `w1`/`w2` of `DenseFfn`, `q`, `k` and (XL) `pos_to_pk` of
+/// `MoEAttention`); `expert_panels` for the expert stacks of the grouped expert products
+/// (`v` and `o` of an `experts_vo` `MoEAttention`, `keys` and `values` of `SigmaMoE`).
+pub fn packed_layout(op: &Op, slot: usize, arity: usize) -> Option<PlanLayout> {
+    let panels = match op {
         Op::Linear { .. } => slot == 1,
         Op::DenseFfn => slot == 1 || slot == 3,
         Op::MoEAttention(a) => {
+            if a.variant == AttentionVariant::ExpertsVO && (slot == 4 || slot == 5) {
+                return Some(PlanLayout::ExpertPanels);
+            }
             slot == 2 || slot == 3 || (a.pos == PosEncoding::Xl && slot + 1 == arity)
         }
+        Op::SigmaMoe(_) if slot == 2 || slot == 3 => return Some(PlanLayout::ExpertPanels),
         _ => false,
-    }
+    };
+    panels.then_some(PlanLayout::Panels)
 }
 
 /// A row-major `[out, in]` weight in the `panels` layout.
@@ -77,6 +105,41 @@ pub fn from_panels(packed: &[f32], out: usize, inp: usize) -> Vec<f32> {
         let panel = &packed[(o / PANEL) * inp * PANEL..];
         for (i, v) in row.iter_mut().enumerate() {
             *v = panel[i * PANEL + o % PANEL];
+        }
+    }
+    w
+}
+
+/// A row-major `[experts, in, out]` expert stack in the `expert_panels` layout.
+pub fn to_expert_panels(w: &[f32], experts: usize, inp: usize, out: usize) -> Vec<f32> {
+    let per = out.div_ceil(PANEL) * PANEL * inp;
+    let mut packed = vec![0f32; experts * per];
+    for (src, dst) in w
+        .chunks_exact((inp * out).max(1))
+        .zip(packed.chunks_exact_mut(per.max(1)))
+    {
+        for (i, row) in src.chunks_exact(out.max(1)).enumerate() {
+            for (o, &v) in row.iter().enumerate() {
+                dst[(o / PANEL) * inp * PANEL + i * PANEL + o % PANEL] = v;
+            }
+        }
+    }
+    packed
+}
+
+/// The row-major `[experts, in, out]` stack of an `expert_panels` one (the inverse of
+/// [`to_expert_panels`]).
+pub fn from_expert_panels(packed: &[f32], experts: usize, inp: usize, out: usize) -> Vec<f32> {
+    let per = out.div_ceil(PANEL) * PANEL * inp;
+    let mut w = vec![0f32; experts * inp * out];
+    for (dst, src) in w
+        .chunks_exact_mut((inp * out).max(1))
+        .zip(packed.chunks_exact(per.max(1)))
+    {
+        for (i, row) in dst.chunks_exact_mut(out.max(1)).enumerate() {
+            for (o, v) in row.iter_mut().enumerate() {
+                *v = src[(o / PANEL) * inp * PANEL + i * PANEL + o % PANEL];
+            }
         }
     }
     w
@@ -104,5 +167,32 @@ mod tests {
             assert_eq!(nonzero, out * inp);
         }
         assert_eq!(PlanLayout::Panels.stored_len(&[3]), None);
+    }
+
+    #[test]
+    fn expert_panels_round_trip_and_pad() {
+        for (e, inp, out) in [(1, 1, 1), (3, 5, 7), (2, 4, 33), (4, 9, 76)] {
+            let w: Vec<f32> = (0..e * inp * out).map(|i| i as f32 + 1.0).collect();
+            let p = to_expert_panels(&w, e, inp, out);
+            assert_eq!(
+                Some(p.len()),
+                PlanLayout::ExpertPanels.stored_len(&[e, inp, out])
+            );
+            assert_eq!(from_expert_panels(&p, e, inp, out), w);
+            // element (e, i, o) where the module doc says
+            let (x, i, o) = (e - 1, inp - 1, out - 1);
+            let per = out.div_ceil(PANEL) * PANEL * inp;
+            assert_eq!(
+                p[x * per + (o / PANEL) * inp * PANEL + i * PANEL + o % PANEL],
+                w[(x * inp + i) * out + o]
+            );
+            // each expert is the panels layout of its transpose
+            let first: Vec<f32> = (0..out * inp)
+                .map(|j| w[(j % inp) * out + j / inp])
+                .collect();
+            assert_eq!(&p[..per], &to_panels(&first, out, inp)[..]);
+            assert_eq!(p.iter().filter(|&&v| v != 0.0).count(), e * inp * out);
+        }
+        assert_eq!(PlanLayout::ExpertPanels.stored_len(&[3, 4]), None);
     }
 }

@@ -70,10 +70,14 @@
 //! - A weight's optional `layout` (version 2) orders its elements: `row_major` (the default,
 //!   omitted; stored elements = product(shape)) or `panels`, for a rank-2 `[out, in]` weight
 //!   read only as the weight of `Linear`, `w1`/`w2` of `DenseFfn`, or `q`, `k` and (XL)
-//!   `pos_to_pk` of `MoEAttention` (all three alike, `reads_panels`): output rows in panels
+//!   `pos_to_pk` of `MoEAttention` (all three alike, `packed_layout`): output rows in panels
 //!   of [`PANEL`] (the last zero padded), each panel input-major, so element `(o, i)` is at
-//!   `(o / 32) * in * 32 + i * 32 + o % 32` and stored elements = `ceil(out / 32) * 32 * in`.
-//!   The compiler picks it so the CPU kernels stream the weight in place (`layout` module).
+//!   `(o / 32) * in * 32 + i * 32 + o % 32` and stored elements = `ceil(out / 32) * 32 * in`;
+//!   or `expert_panels` (also version 2), for a rank-3 `[E, in, out]` expert stack read only
+//!   as `v`/`o` of an `experts_vo` `MoEAttention` or `keys`/`values` of `SigmaMoE`: each
+//!   expert in turn, as the `panels` layout of its `[out, in]` transpose (stored elements =
+//!   `E * ceil(out / 32) * 32 * in`). The compiler picks these so the CPU kernels stream the
+//!   weight in place (`layout` module).
 //! - `op` is one of (`type` and attributes; inputs in order, shapes as `crate::op::Op`):
 //!   - `{"type": "Embedding"}`: tokens, table `[V, D]`.
 //!   - `{"type": "LayerNorm", "eps": 1e-5}`: x, weight `[D]`, bias `[D]`.
@@ -106,6 +110,8 @@ pub use graph::{
     PlanWeight,
 };
 pub use header::{ALIGN, FORMAT_VERSION, HEADER_LEN, Header, MAGIC, TRAILER_LEN};
-pub use layout::{PANEL, PlanLayout, from_panels, reads_panels, to_panels};
+pub use layout::{
+    PANEL, PlanLayout, from_expert_panels, from_panels, packed_layout, to_expert_panels, to_panels,
+};
 pub use read::{PlanFile, read_plan};
 pub use write::{layout_weights, write_plan};

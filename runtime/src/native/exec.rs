@@ -201,9 +201,10 @@ impl<'a> Run<'a> {
 
     fn view_or_tokens(&self, v: usize) -> Result<Operand<'_>, String> {
         if let Some(i) = self.p.weight_of[v]
-            && self.w.layout(i) == PlanLayout::Panels
+            && self.w.layout(i) != PlanLayout::RowMajor
         {
-            return Ok(Operand::Panels(self.w.shape(i), self.w.data(i)));
+            let (shape, data) = (self.w.shape(i), self.w.data(i));
+            return Ok(Operand::Packed(shape, data, self.w.layout(i)));
         }
         match &self.slots[v] {
             Slot::Tokens(t) => Ok(Operand::Tokens(t)),
@@ -215,8 +216,8 @@ impl<'a> Run<'a> {
 enum Operand<'s> {
     Tokens(&'s TokenBatch),
     F32(&'s [usize], &'s [f32]),
-    /// A weight stored in the `panels` layout: its logical shape and stored elements.
-    Panels(&'s [usize], &'s [f32]),
+    /// A weight stored in a packed layout: its logical shape, stored elements and layout.
+    Packed(&'s [usize], &'s [f32], PlanLayout),
 }
 
 impl<'s> Operand<'s> {
@@ -224,16 +225,29 @@ impl<'s> Operand<'s> {
         match *self {
             Operand::F32(s, d) => Ok((s, d)),
             Operand::Tokens(_) => Err("tokens where an f32 tensor was expected".into()),
-            Operand::Panels(..) => {
-                Err("a weight in panels where a plain tensor was expected".into())
-            }
+            Operand::Packed(_, _, l) => Err(format!(
+                "a weight in {} where a plain tensor was expected",
+                l.name()
+            )),
         }
     }
 
-    /// A projection weight in either layout: (shape, stored elements, layout).
+    /// A projection weight, row-major or in `panels`: (shape, stored elements, layout).
     fn weight(&self) -> Result<(&'s [usize], &'s [f32], k::WeightLayout), String> {
+        self.packed(PlanLayout::Panels)
+    }
+
+    /// An expert stack, row-major or in `expert_panels`: (shape, stored elements, layout).
+    fn experts(&self) -> Result<(&'s [usize], &'s [f32], k::WeightLayout), String> {
+        self.packed(PlanLayout::ExpertPanels)
+    }
+
+    fn packed(
+        &self,
+        packed: PlanLayout,
+    ) -> Result<(&'s [usize], &'s [f32], k::WeightLayout), String> {
         match *self {
-            Operand::Panels(s, d) => Ok((s, d, k::WeightLayout::Panels)),
+            Operand::Packed(s, d, l) if l == packed => Ok((s, d, k::WeightLayout::Panels)),
             _ => self.f32().map(|(s, d)| (s, d, k::WeightLayout::RowMajor)),
         }
     }
@@ -404,15 +418,20 @@ fn attention_inputs<'s>(
         return Err("MoEAttention q, k and pos_to_pk are stored in different layouts".into());
     }
     let pos_to_pk = pk.map(|(_, data, _)| data);
+    let ((_, v, expert_layout), (_, o, o_layout)) = (ins[4].experts()?, ins[5].experts()?);
+    if o_layout != expert_layout {
+        return Err("MoEAttention v and o are stored in different layouts".into());
+    }
     let weights = k::MoeAttentionWeights {
         q,
         k,
-        v: ins[4].f32()?.1,
-        o: ins[5].f32()?.1,
+        v,
+        o,
         sel_v,
         sel_o,
         pos_to_pk,
         proj_layout,
+        expert_layout,
     };
     let dims = Dims {
         batch: *batch,
@@ -429,13 +448,18 @@ fn sigma_moe(
     threads: usize,
 ) -> Result<Act<'static>, String> {
     let (s, x) = ins[0].f32()?;
+    let ((_, keys, layout), (_, values, v_layout)) = (ins[2].experts()?, ins[3].experts()?);
+    if layout != v_layout {
+        return Err("SigmaMoE keys and values are stored in different layouts".into());
+    }
     let w = k::SigmaMoeWeights {
         router: ins[1].f32()?.1,
-        keys: ins[2].f32()?.1,
-        values: ins[3].f32()?.1,
+        keys,
+        values,
         experts: a.experts,
         expert_size: a.expert_size,
         k: a.k,
+        layout,
     };
     let y = k::sigma_moe(&w, x, rows(s), last(s), threads).map_err(|e| e.to_string())?;
     Ok(act(s.to_vec(), y))

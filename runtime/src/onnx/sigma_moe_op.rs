@@ -2,7 +2,7 @@
 //! runs `switchhead_kernels::sigma_moe`. Inputs: x `[.., D]`, router `[N_E, D]`,
 //! keys `[N_E, D, G]`, values `[N_E, G, D]`. Output like x, f32.
 
-use switchhead_kernels::{SigmaMoeWeights, sigma_moe};
+use switchhead_kernels::{SigmaMoeWeights, WeightLayout, sigma_moe};
 use switchhead_ops::op::SigmaMoeAttrs;
 use tract_linalg::multithread::{Executor, current_tract_executor};
 use tract_onnx::prelude::*;
@@ -45,6 +45,7 @@ impl EvalOp for SigmaMoeOp {
             experts: a.experts,
             expert_size: a.expert_size,
             k: a.k,
+            layout: WeightLayout::RowMajor,
         };
         let y = sigma_moe(&w, f32_slice(&inputs[0])?, rows, d, executor_threads())
             .map_err(|e| anyhow!("SigmaMoE: {e}"))?;

@@ -1,0 +1,311 @@
+//! Grouped expert products with the gate and the reduction in the epilogue.
+//!
+//! A routed projection (SwitchHead's V and O experts, σ-MoE's keys and values) multiplies
+//! each routed (row, slot) pair's input row by its expert's `[in, out]` matrix, scales it by
+//! the slot's gate and adds it into the slot's output row: over the k experts of a head for
+//! V, over heads and k for O, over k for σ-MoE. [`grouped_gemm`] takes the slots grouped by
+//! expert (offsets into per-slot source rows, destination rows and gates) and does exactly
+//! that, expert by expert, gathering the input rows while packing them and adding
+//! `gate * product` straight into the destinations: no `[slots, out]` intermediate.
+//!
+//! Work is split so that no two threads add into the same element, with no locks: a slot
+//! writes `out[dst .. dst + out]`, and any two slots' spans are either the same or disjoint
+//! (the callers' invariant: a span is one output row, or one head's columns of a row). With
+//! many slots, each thread takes the slots whose `dst` falls in its share of the output
+//! (contiguous within each expert, since each expert's `dst` ascend) and packs each input row
+//! once for all output panels. With few (decode), each thread takes a share of the output
+//! panels of every expert instead, so the weights are read once across the threads.
+
+use std::ops::Range;
+
+use switchhead_ops::plan::PANEL;
+
+use super::{Mat, gemm};
+use crate::linear::WeightLayout;
+use crate::parallel::par_map;
+
+/// Per-slot addressing of a grouped product, slots in expert order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slots<'a> {
+    /// Where each slot's input row (`in` floats) starts in `x`.
+    pub src: &'a [usize],
+    /// Where each slot's output row (`out` floats) starts in the output.
+    pub dst: &'a [usize],
+    /// Each slot's gate (None: 1).
+    pub gate: Option<&'a [f32]>,
+}
+
+impl<'a> Slots<'a> {
+    fn range(&self, r: Range<usize>) -> Slots<'a> {
+        Slots {
+            src: &self.src[r.clone()],
+            dst: &self.dst[r.clone()],
+            gate: self.gate.map(|g| &g[r]),
+        }
+    }
+}
+
+/// A stack of expert matrices, each `[inp, out]` applied as `x @ W_e`: row-major
+/// `[experts, inp, out]`, or `expert_panels` (`WeightLayout::Panels`: each expert the panels
+/// layout of its `[out, inp]` transpose).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Experts<'a> {
+    pub data: &'a [f32],
+    pub layout: WeightLayout,
+    pub inp: usize,
+    pub out: usize,
+}
+
+impl<'a> Experts<'a> {
+    /// Stored floats per expert.
+    pub fn per_expert(&self) -> usize {
+        self.layout.stored_len(self.out, self.inp)
+    }
+
+    fn expert(&self, e: usize) -> &'a [f32] {
+        let per = self.per_expert();
+        &self.data[e * per..(e + 1) * per]
+    }
+}
+
+/// The slots of a grouped product: `offsets` (`experts + 1`) delimit each expert's slots,
+/// whose `dst` ascend.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dispatch<'a> {
+    pub offsets: &'a [usize],
+    pub slots: Slots<'a>,
+}
+
+/// Slots per thread from which the work is split by output rows rather than by panels.
+const ROW_SPLIT: usize = 48;
+
+/// A raw output pointer shared by the items of one product, which write disjoint elements.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: items write disjoint elements (the module's split), and the pointer outlives them
+// (`grouped_gemm` returns only after every item finished).
+unsafe impl Send for Out {}
+// SAFETY: as above.
+unsafe impl Sync for Out {}
+
+/// For every slot i of expert e: `out[dst[i] .. + w.out] += gate[i] * (x[src[i] .. + w.inp] @ W_e)`.
+///
+/// Shapes are the callers' invariants (all kernel-internal); a slot out of bounds is a bug
+/// and panics before anything is written.
+pub(crate) fn grouped_gemm(
+    x: &[f32],
+    d: &Dispatch<'_>,
+    w: Experts<'_>,
+    out: &mut [f32],
+    threads: usize,
+) {
+    let experts = d.offsets.len().saturating_sub(1);
+    let n_slots = d.offsets.last().copied().unwrap_or(0);
+    check(x, d, w, out, experts, n_slots);
+    let out_len = out.len();
+    if n_slots == 0 || w.out == 0 {
+        return;
+    }
+    let base = Out(out.as_mut_ptr());
+    let panels = w.out.div_ceil(PANEL);
+    let threads = threads.max(1);
+    let share = |i: usize, n: usize, of: usize| (of * i / n)..(of * (i + 1) / n);
+    if n_slots >= ROW_SPLIT * threads {
+        // each item: the slots whose destination lies in its share of the output
+        let items = 2 * threads;
+        par_map(threads, items, |item| {
+            let span = share(item, items, out_len);
+            for e in 0..experts {
+                let (lo, hi) = (d.offsets[e], d.offsets[e + 1]);
+                let dst = &d.slots.dst[lo..hi];
+                let a = lo + dst.partition_point(|&x| x < span.start);
+                let z = lo + dst.partition_point(|&x| x < span.end);
+                // SAFETY: `check` bounded every slot's rows; this item alone writes the
+                // spans starting in its share (spans are equal or disjoint).
+                unsafe { expert_product(x, d.slots.range(a..z), w, e, 0..panels, base) };
+            }
+        });
+    } else {
+        // each item: a share of the output panels of every expert
+        let items = threads.min(panels);
+        par_map(threads, items, |item| {
+            for e in 0..experts {
+                let slots = d.slots.range(d.offsets[e]..d.offsets[e + 1]);
+                // SAFETY: `check` bounded every slot's rows; this item alone writes these
+                // columns.
+                unsafe { expert_product(x, slots, w, e, share(item, items, panels), base) };
+            }
+        });
+    }
+}
+
+fn check(x: &[f32], d: &Dispatch<'_>, w: Experts<'_>, out: &[f32], experts: usize, n: usize) {
+    assert!(
+        d.slots.src.len() == n
+            && d.slots.dst.len() == n
+            && d.slots.gate.is_none_or(|g| g.len() == n),
+        "grouped_gemm slots"
+    );
+    assert!(
+        w.data.len() >= experts * w.per_expert(),
+        "grouped_gemm weights"
+    );
+    assert!(
+        d.slots.src.iter().all(|&s| s + w.inp <= x.len()),
+        "grouped_gemm input rows"
+    );
+    assert!(
+        d.slots.dst.iter().all(|&s| s + w.out <= out.len()),
+        "grouped_gemm output rows"
+    );
+    assert!(
+        (0..experts).all(|e| d.slots.dst[d.offsets[e]..d.offsets[e + 1]].is_sorted()),
+        "grouped_gemm: each expert's destinations ascend"
+    );
+}
+
+/// Expert e's slots times output panels `cols` of its matrix, added into `out`.
+///
+/// # Safety
+/// Every slot's input and output rows are in bounds; no other thread touches these columns
+/// of these destinations during the call.
+unsafe fn expert_product(
+    x: &[f32],
+    slots: Slots<'_>,
+    w: Experts<'_>,
+    e: usize,
+    cols: Range<usize>,
+    out: Out,
+) {
+    if slots.src.is_empty() || cols.is_empty() {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if w.layout == WeightLayout::Panels && super::avx512::available() {
+        let m = (w.expert(e), w.inp, w.out);
+        // SAFETY: AVX-512F is present; the rest is this function's contract.
+        return unsafe { super::tile512::grouped_panels(x, slots, m, cols, out.0) };
+    }
+    let block = gather(x, slots.src, w.inp);
+    let a = Mat::rows(&block, slots.src.len(), w.inp);
+    for p in cols {
+        let (c0, width) = (p * PANEL, PANEL.min(w.out - p * PANEL));
+        let b = match w.layout {
+            WeightLayout::Panels => Mat {
+                data: &w.expert(e)[p * w.inp * PANEL..],
+                rows: w.inp,
+                cols: width,
+                rs: PANEL,
+                cs: 1,
+            },
+            WeightLayout::RowMajor => Mat::rows(w.expert(e), w.inp, w.out).col_range(c0, width),
+        };
+        let mut prod = vec![0f32; slots.src.len() * width];
+        gemm(a, b, &mut prod, width, 0.0);
+        for (i, row) in prod.chunks_exact(width).enumerate() {
+            let gate = slots.gate.map_or(1.0, |g| g[i]);
+            // SAFETY: in bounds (checked) and written by this item alone.
+            let dst =
+                unsafe { std::slice::from_raw_parts_mut(out.0.add(slots.dst[i] + c0), width) };
+            dst.iter_mut().zip(row).for_each(|(o, &v)| *o += gate * v);
+        }
+    }
+}
+
+/// The `[src.len(), dim]` block of the rows starting at `src`.
+fn gather(x: &[f32], src: &[usize], dim: usize) -> Vec<f32> {
+    let mut block = Vec::with_capacity(src.len() * dim);
+    for &s in src {
+        block.extend_from_slice(&x[s..s + dim]);
+    }
+    block
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use switchhead_ops::plan::to_expert_panels;
+
+    /// The grouped product equals a plain per-slot loop, in both layouts (the AVX-512 tile on
+    /// a CPU that has it), across K blocks (> 512), row blocks (> 192 slots of one expert),
+    /// row and panel tails, empty experts, both work splits and thread counts.
+    #[test]
+    fn grouped_matches_per_slot_loop() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for (experts, inp, out, slots) in [
+            (3usize, 5usize, 7usize, 9usize),
+            (4, 40, 76, 300),
+            (5, 600, 33, 450),
+            (2, 76, 412, 30),
+            (3, 50, 100, 700),
+        ] {
+            let rows = 50;
+            let x: Vec<f32> = (0..rows * inp)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let w: Vec<f32> = (0..experts * inp * out)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            // slots in expert order, destinations ascending; expert 1 gets none; 10 output
+            // rows, so experts add into the same rows
+            let mut offsets = vec![0];
+            let (mut src, mut dst, mut gate) = (vec![], vec![], vec![]);
+            for e in 0..experts {
+                let n = if e == 1 { 0 } else { slots / experts };
+                let mut rows_of: Vec<usize> = (0..n).map(|_| rng.random_range(0..10)).collect();
+                rows_of.sort();
+                for row in rows_of {
+                    src.push(rng.random_range(0..rows) * inp);
+                    dst.push(row * out);
+                    gate.push(rng.random_range(0.0..1.0));
+                }
+                offsets.push(src.len());
+            }
+            let out_len = 10 * out;
+            let mut want = vec![0.5f32; out_len];
+            for e in 0..experts {
+                for i in offsets[e]..offsets[e + 1] {
+                    for o in 0..out {
+                        let dot: f32 = (0..inp)
+                            .map(|j| x[src[i] + j] * w[(e * inp + j) * out + o])
+                            .sum();
+                        want[dst[i] + o] += gate[i] * dot;
+                    }
+                }
+            }
+            let packed = to_expert_panels(&w, experts, inp, out);
+            for (data, layout) in [
+                (&w, WeightLayout::RowMajor),
+                (&packed, WeightLayout::Panels),
+            ] {
+                for threads in [1, 2, 3] {
+                    let d = Dispatch {
+                        offsets: &offsets,
+                        slots: Slots {
+                            src: &src,
+                            dst: &dst,
+                            gate: Some(&gate),
+                        },
+                    };
+                    let w = Experts {
+                        data,
+                        layout,
+                        inp,
+                        out,
+                    };
+                    let mut got = vec![0.5f32; out_len];
+                    grouped_gemm(&x, &d, w, &mut got, threads);
+                    for (i, (g, v)) in got.iter().zip(&want).enumerate() {
+                        let tol = 1e-5 * (inp * slots) as f32;
+                        assert!(
+                            (g - v).abs() <= tol,
+                            "{experts}x{inp}x{out} {layout:?} t{threads} at {i}: {g} vs {v}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
