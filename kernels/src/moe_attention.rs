@@ -11,15 +11,16 @@ use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding};
 use crate::KernelError;
 use crate::attention::{Head, causal_head};
 use crate::error::check_len;
-use crate::gemm::{Dispatch, Experts, Mat, gemm, grouped_gemm};
+use crate::gemm::{Dispatch, Experts, Mat, grouped_gemm};
 use crate::linear::WeightLayout::{self, RowMajor};
 use crate::linear::project_rows;
 use crate::parallel::par_map;
 use crate::positions::{RopeTable, xl_position_keys};
-use crate::routing::{ExpertGroups, SlotTable, route};
+use crate::routing::{ExpertGroups, Router, SlotTable, route};
 
 /// The weights of one attention layer, shapes as `Op::MoEAttention` documents; row-major
-/// except `q`, `k` and `pos_to_pk` in `proj_layout` and the V/O experts in `expert_layout`.
+/// except `q`, `k` and `pos_to_pk` in `proj_layout`, the routers in `sel_layout` and the V/O
+/// experts in `expert_layout`.
 #[derive(Debug, Clone, Copy)]
 pub struct MoeAttentionWeights<'a> {
     /// `[H*dh, D]`.
@@ -38,6 +39,8 @@ pub struct MoeAttentionWeights<'a> {
     pub pos_to_pk: Option<&'a [f32]>,
     /// How `q`, `k` and `pos_to_pk` are stored.
     pub proj_layout: WeightLayout,
+    /// How the routers `sel_v`/`sel_o` are stored.
+    pub sel_layout: WeightLayout,
     /// How the experts variant's `v` and `o` stacks are stored (`Panels`: the plan's
     /// `expert_panels`); the dense and gated `v`/`o` are always row-major.
     pub expert_layout: WeightLayout,
@@ -146,7 +149,7 @@ pub(crate) fn values(cx: &Ctx<'_>, xkv: &[f32]) -> Result<Vec<f32>, KernelError>
             cx.threads,
         ));
     };
-    let routing = route(xkv, n, d, sel_v, a.heads, a.experts, a.k);
+    let routing = route(xkv, n, d, router(cx, sel_v), cx.threads);
     let groups = ExpertGroups::new(&routing, a.heads * a.experts);
     let table = SlotTable::new(
         &groups,
@@ -261,7 +264,7 @@ pub(crate) fn outputs(cx: &Ctx<'_>, xq: &[f32], mut r: Vec<f32>) -> Result<Vec<f
     let n = cx.dims.batch * cx.dims.t;
     let y = match (a.variant, cx.w.sel_o) {
         (AttentionVariant::ExpertsVO, Some(sel_o)) => {
-            let routing = route(xq, n, d, sel_o, a.heads, a.experts, a.k);
+            let routing = route(xq, n, d, router(cx, sel_o), cx.threads);
             let groups = ExpertGroups::new(&routing, a.heads * a.experts);
             let table = SlotTable::new(
                 &groups,
@@ -284,7 +287,7 @@ pub(crate) fn outputs(cx: &Ctx<'_>, xq: &[f32], mut r: Vec<f32>) -> Result<Vec<f
             y
         }
         (AttentionVariant::Gated, Some(sel_o)) => {
-            gate_heads(xq, n, d, sel_o, a.heads, dh, &mut r);
+            gate_heads(cx, xq, n, sel_o, &mut r);
             project_rows(&r[..n * hd], hd, (cx.w.o, RowMajor), d, cx.threads)
         }
         _ => project_rows(&r[..n * hd], hd, (cx.w.o, RowMajor), d, cx.threads),
@@ -292,24 +295,21 @@ pub(crate) fn outputs(cx: &Ctx<'_>, xq: &[f32], mut r: Vec<f32>) -> Result<Vec<f
     Ok(y)
 }
 
-/// E = 1: `R_h *= sigmoid(float32(xq @ So^T))_h`.
-fn gate_heads(
-    xq: &[f32],
-    n: usize,
-    d: usize,
-    sel_o: &[f32],
-    heads: usize,
-    dh: usize,
-    r: &mut [f32],
-) {
-    let mut logits = vec![0f32; n * heads];
-    gemm(
-        Mat::rows(xq, n, d),
-        Mat::rows(sel_o, heads, d).t(),
-        &mut logits,
-        heads,
-        0.0,
-    );
+/// The experts variant's router over `sel` (`[H*E, D]`, in `sel_layout`).
+fn router<'a>(cx: &Ctx<'a>, sel: &'a [f32]) -> Router<'a> {
+    Router {
+        sel,
+        layout: cx.w.sel_layout,
+        groups: cx.a.heads,
+        experts: cx.a.experts,
+        k: cx.a.k,
+    }
+}
+
+/// E = 1: `R_h *= sigmoid(float32(xq @ So^T))_h` (`sel_o` `[H, D]` in `sel_layout`).
+fn gate_heads(cx: &Ctx<'_>, xq: &[f32], n: usize, sel_o: &[f32], r: &mut [f32]) {
+    let (d, heads, dh) = (cx.dims.d, cx.a.heads, cx.a.d_head);
+    let logits = project_rows(&xq[..n * d], d, (sel_o, cx.w.sel_layout), heads, cx.threads);
     for (row, gates) in r
         .chunks_exact_mut(heads * dh)
         .zip(logits.chunks_exact(heads))
@@ -384,22 +384,25 @@ fn check_variant(
             );
             check_len("MoEAttention v", w.v, h * e * v)?;
             check_len("MoEAttention o", w.o, h * e * o)?;
+            let sel = w.sel_layout.stored_len(h * e, d);
             check_len(
                 "MoEAttention sel_v",
                 w.sel_v.ok_or_else(|| missing("sel_v"))?,
-                h * e * d,
+                sel,
             )?;
             check_len(
                 "MoEAttention sel_o",
                 w.sel_o.ok_or_else(|| missing("sel_o"))?,
-                h * e * d,
+                sel,
             )
         }
         AttentionVariant::Gated | AttentionVariant::Dense => {
             check_len("MoEAttention v", w.v, h * dh * d)?;
             check_len("MoEAttention o", w.o, d * h * dh)?;
             match (a.variant, w.sel_o) {
-                (AttentionVariant::Gated, Some(s)) => check_len("MoEAttention sel_o", s, h * d),
+                (AttentionVariant::Gated, Some(s)) => {
+                    check_len("MoEAttention sel_o", s, w.sel_layout.stored_len(h, d))
+                }
                 (AttentionVariant::Gated, None) => Err(missing("sel_o")),
                 _ => Ok(()),
             }

@@ -1,11 +1,12 @@
 //! The sigmoid top-k router and the grouping of routed (row, slot) pairs by expert.
 //!
 //! Numerics as `switchhead_ops::router`: `gate = sigmoid(float32(x @ sel^T))`, the top k of
-//! each group's E gates, raw gates (not renormalised), flat ids `g*E + e`. The logits are
-//! accumulated in f32 here (the reference uses f64 and rounds to f32), so a selection can
+//! each group's E gates, raw gates (not renormalised), flat ids `g*E + e`. The logits come
+//! from the threaded projection (`sel` row-major or in panels) and are accumulated in f32 (the reference uses f64 and rounds to f32), so a selection can
 //! differ from the reference only when two gates tie to within f32 rounding.
 
-use crate::gemm::{Mat, Slots, gemm};
+use crate::gemm::Slots;
+use crate::linear::{WeightLayout, project_rows};
 
 /// Routing decisions for `n` rows: `[n, groups, k]` flat expert ids and gates.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,25 +33,28 @@ impl Routing {
     }
 }
 
-/// Routes the `n` rows of `x` (`[n, d]`) with `sel` (`[groups*experts, d]`), k per group.
-pub fn route(
-    x: &[f32],
-    n: usize,
-    d: usize,
-    sel: &[f32],
-    groups: usize,
-    experts: usize,
-    k: usize,
-) -> Routing {
+/// A router: `sel` (`[groups*experts, d]`, stored in `layout`), top `k` of each group's
+/// `experts` gates.
+#[derive(Debug, Clone, Copy)]
+pub struct Router<'a> {
+    pub sel: &'a [f32],
+    pub layout: WeightLayout,
+    pub groups: usize,
+    pub experts: usize,
+    pub k: usize,
+}
+
+/// Routes the `n` rows of `x` (`[n, d]`) with `r`; the logits product runs on `threads`.
+pub fn route(x: &[f32], n: usize, d: usize, r: Router<'_>, threads: usize) -> Routing {
+    let Router {
+        sel,
+        layout,
+        groups,
+        experts,
+        k,
+    } = r;
     let width = groups * experts;
-    let mut logits = vec![0f32; n * width];
-    gemm(
-        Mat::rows(x, n, d),
-        Mat::rows(sel, width, d).t(),
-        &mut logits,
-        width,
-        0.0,
-    );
+    let mut logits = project_rows(&x[..n * d], d, (sel, layout), width, threads);
     let mut routing = Routing {
         groups,
         k,

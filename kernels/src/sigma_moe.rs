@@ -8,9 +8,10 @@ use crate::KernelError;
 use crate::error::check_len;
 use crate::gemm::{Dispatch, Experts, grouped_gemm};
 use crate::linear::WeightLayout;
-use crate::routing::{ExpertGroups, SlotTable, route};
+use crate::routing::{ExpertGroups, Router, SlotTable, route};
 
-/// Weights of one σ-MoE block: the router row-major, the keys and values stacks in `layout`.
+/// Weights of one σ-MoE block: the router in `router_layout`, keys and values in `layout`
+/// (`Panels`: the plan's `panels` and `expert_panels`).
 #[derive(Debug, Clone, Copy)]
 pub struct SigmaMoeWeights<'a> {
     /// `[N_E, D]`.
@@ -25,8 +26,10 @@ pub struct SigmaMoeWeights<'a> {
     pub expert_size: usize,
     /// K_ff.
     pub k: usize,
-    /// How `keys` and `values` are stored (`Panels`: the plan's `expert_panels`).
+    /// How `keys` and `values` are stored.
     pub layout: WeightLayout,
+    /// How the router `[N_E, D]` is stored.
+    pub router_layout: WeightLayout,
 }
 
 /// Runs the block on `rows` rows of `x` (`[rows, d]`); returns `[rows, d]`.
@@ -39,7 +42,14 @@ pub fn sigma_moe(
 ) -> Result<Vec<f32>, KernelError> {
     validate(w, x, rows, d)?;
     let (n_e, g) = (w.experts, w.expert_size);
-    let routing = route(x, rows, d, w.router, 1, n_e, w.k);
+    let router = Router {
+        sel: w.router,
+        layout: w.router_layout,
+        groups: 1,
+        experts: n_e,
+        k: w.k,
+    };
+    let routing = route(x, rows, d, router, threads);
     let groups = ExpertGroups::new(&routing, n_e);
     // keys: each slot's own hidden row (position i in expert order), no gate
     let keys = SlotTable::new(&groups, &routing, |slot| routing.row_of(slot) * d, |_| 0);
@@ -106,7 +116,11 @@ fn validate(w: &SigmaMoeWeights<'_>, x: &[f32], rows: usize, d: usize) -> Result
         return Err(KernelError::attr("SigmaMoE", "k", reason));
     }
     check_len("SigmaMoE x", x, rows * d)?;
-    check_len("SigmaMoE router", w.router, n_e * d)?;
+    check_len(
+        "SigmaMoE router",
+        w.router,
+        w.router_layout.stored_len(n_e, d),
+    )?;
     check_len("SigmaMoE keys", w.keys, n_e * w.layout.stored_len(g, d))?;
     check_len("SigmaMoE values", w.values, n_e * w.layout.stored_len(d, g))
 }

@@ -121,6 +121,7 @@ fn kernel_weights(w: &Weights) -> MoeAttentionWeights<'_> {
         sel_o: w.sel_o.as_ref().map(Tensor::data),
         pos_to_pk: w.pk.as_ref().map(Tensor::data),
         proj_layout: WeightLayout::RowMajor,
+        sel_layout: WeightLayout::RowMajor,
         expert_layout: WeightLayout::RowMajor,
     }
 }
@@ -150,11 +151,16 @@ fn run_case(c: Case, batch: usize, t: usize, mem: usize, seed: u64) {
     let experts = c.variant == AttentionVariant::ExpertsVO;
     let stack = |t: &Tensor, inp, out| to_expert_panels(t.data(), c.heads * c.experts, inp, out);
     let (v, o) = (stack(&w.v, c.d, c.dh), stack(&w.o, c.dh, c.d));
+    let router = |t: &Tensor| to_panels(t.data(), t.shape()[0], c.d);
+    let (sel_v, sel_o) = (w.sel_v.as_ref().map(router), w.sel_o.as_ref().map(router));
     let kw_panels = MoeAttentionWeights {
         q: &q,
         k: &k,
         pos_to_pk: pk.as_deref(),
         proj_layout: WeightLayout::Panels,
+        sel_v: sel_v.as_deref(),
+        sel_o: sel_o.as_deref(),
+        sel_layout: WeightLayout::Panels,
         v: if experts { &v } else { kw.v },
         o: if experts { &o } else { kw.o },
         expert_layout: if experts {
@@ -292,6 +298,7 @@ fn odd_rotated_channels_are_rejected() {
         sel_o: None,
         pos_to_pk: None,
         proj_layout: WeightLayout::RowMajor,
+        sel_layout: WeightLayout::RowMajor,
         expert_layout: WeightLayout::RowMajor,
     };
     let x = vec![0f32; 2 * c.d];
@@ -338,6 +345,7 @@ fn sigma_moe_matches_reference() {
         expert_size: g,
         k,
         layout: WeightLayout::RowMajor,
+        router_layout: WeightLayout::RowMajor,
     };
     let got = sigma_moe(&w, x.data(), rows, d, 2).expect("kernel");
     let (want, _) =
@@ -348,10 +356,13 @@ fn sigma_moe_matches_reference() {
         to_expert_panels(keys.data(), n_e, d, g),
         to_expert_panels(values.data(), n_e, g, d),
     );
+    let rp = to_panels(router.data(), n_e, d);
     let wp = SigmaMoeWeights {
+        router: &rp,
         keys: &kp,
         values: &vp,
         layout: WeightLayout::Panels,
+        router_layout: WeightLayout::Panels,
         ..w
     };
     for threads in [1, 3] {
@@ -370,6 +381,7 @@ fn sigma_moe_rejects_bad_k() {
         expert_size: 1,
         k: 3,
         layout: WeightLayout::RowMajor,
+        router_layout: WeightLayout::RowMajor,
     };
     let err = sigma_moe(&w, &[0.0; 4], 2, 2, 1).unwrap_err();
     assert!(

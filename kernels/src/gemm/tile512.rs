@@ -126,14 +126,24 @@ pub(super) unsafe fn grouped_panels(
 /// stored.
 fn pack<'a>(rows: usize, kc: usize, row: impl Fn(usize) -> &'a [f32], out: &mut Vec<f32>) {
     out.resize(rows.div_ceil(MR) * kc * MR, 0.0);
-    for r in 0..rows {
-        let src = &row(r)[..kc];
-        let panel = &mut out[(r / MR) * kc * MR + r % MR..];
-        panel
-            .iter_mut()
-            .step_by(MR)
-            .zip(src)
-            .for_each(|(d, &v)| *d = v);
+    for (p, panel) in out.chunks_exact_mut(kc * MR).enumerate() {
+        let live = MR.min(rows - p * MR);
+        if live == MR {
+            // a full panel: 12 source rows read side by side, the panel written in order
+            let src: [&[f32]; MR] = std::array::from_fn(|j| &row(p * MR + j)[..kc]);
+            for (kk, dst) in panel.chunks_exact_mut(MR).enumerate() {
+                for (d, s) in dst.iter_mut().zip(&src) {
+                    *d = s[kk];
+                }
+            }
+        } else {
+            for j in 0..live {
+                let src = &row(p * MR + j)[..kc];
+                for (d, &v) in panel[j..].iter_mut().step_by(MR).zip(src) {
+                    *d = v;
+                }
+            }
+        }
     }
 }
 

@@ -67,23 +67,32 @@ impl PlanLayout {
 
 /// The packed layout input `slot` of `op` (a node with `arity` inputs) may be stored in, if
 /// any: `panels` for the `[out, in]` projections the CPU kernels stream panel by panel (the
-/// weight of `Linear`, `w1`/`w2` of `DenseFfn`, `q`, `k` and (XL) `pos_to_pk` of
-/// `MoEAttention`); `expert_panels` for the expert stacks of the grouped expert products
-/// (`v` and `o` of an `experts_vo` `MoEAttention`, `keys` and `values` of `SigmaMoE`).
+/// weight of `Linear`, `w1`/`w2` of `DenseFfn`; `q`, `k`, the routers and (XL) `pos_to_pk`
+/// of `MoEAttention`; the router of `SigmaMoE`); `expert_panels` for the expert stacks of the
+/// grouped expert products (`v` and `o` of an `experts_vo` `MoEAttention`, `keys` and
+/// `values` of `SigmaMoE`).
 pub fn packed_layout(op: &Op, slot: usize, arity: usize) -> Option<PlanLayout> {
-    let panels = match op {
-        Op::Linear { .. } => slot == 1,
-        Op::DenseFfn => slot == 1 || slot == 3,
+    let (panels, experts) = match op {
+        Op::Linear { .. } => (slot == 1, false),
+        Op::DenseFfn => (slot == 1 || slot == 3, false),
         Op::MoEAttention(a) => {
-            if a.variant == AttentionVariant::ExpertsVO && (slot == 4 || slot == 5) {
-                return Some(PlanLayout::ExpertPanels);
-            }
-            slot == 2 || slot == 3 || (a.pos == PosEncoding::Xl && slot + 1 == arity)
+            let routed = a.variant == AttentionVariant::ExpertsVO;
+            let xl = a.pos == PosEncoding::Xl;
+            // q, k, then the routers (slots 6.. before pos_to_pk), then pos_to_pk
+            let router = slot >= 6 && !(xl && slot + 1 == arity);
+            (
+                slot == 2 || slot == 3 || router || (xl && slot + 1 == arity),
+                routed && (slot == 4 || slot == 5),
+            )
         }
-        Op::SigmaMoe(_) if slot == 2 || slot == 3 => return Some(PlanLayout::ExpertPanels),
-        _ => false,
+        Op::SigmaMoe(_) => (slot == 1, slot == 2 || slot == 3),
+        _ => (false, false),
     };
-    panels.then_some(PlanLayout::Panels)
+    if experts {
+        Some(PlanLayout::ExpertPanels)
+    } else {
+        panels.then_some(PlanLayout::Panels)
+    }
 }
 
 /// A row-major `[out, in]` weight in the `panels` layout.

@@ -69,8 +69,9 @@
 //!   Compute is always f32: readers widen f16/bf16 weights at load.
 //! - A weight's optional `layout` (version 2) orders its elements: `row_major` (the default,
 //!   omitted; stored elements = product(shape)) or `panels`, for a rank-2 `[out, in]` weight
-//!   read only as the weight of `Linear`, `w1`/`w2` of `DenseFfn`, or `q`, `k` and (XL)
-//!   `pos_to_pk` of `MoEAttention` (all three alike, `packed_layout`): output rows in panels
+//!   read only as the weight of `Linear`, `w1`/`w2` of `DenseFfn`, `q`, `k`, the routers
+//!   and (XL) `pos_to_pk` of `MoEAttention` (all alike), or the router of `SigmaMoE`
+//!   (`packed_layout` names the slots): output rows in panels
 //!   of [`PANEL`] (the last zero padded), each panel input-major, so element `(o, i)` is at
 //!   `(o / 32) * in * 32 + i * 32 + o % 32` and stored elements = `ceil(out / 32) * 32 * in`;
 //!   or `expert_panels` (also version 2), for a rank-3 `[E, in, out]` expert stack read only

@@ -397,7 +397,8 @@ fn attention_inputs<'s>(
             "MoEAttention expects rank-3 xq/xkv, got {sq:?}, {skv:?}"
         ));
     };
-    let w = |i: usize| ins.get(i).map(|o| o.f32().map(|v| v.1)).transpose();
+    // a router: its stored elements and layout
+    let w = |i: usize| ins.get(i).map(|o| o.weight()).transpose();
     let routers = match a.variant {
         AttentionVariant::ExpertsVO => 2,
         AttentionVariant::Gated => 1,
@@ -408,6 +409,11 @@ fn attention_inputs<'s>(
         AttentionVariant::Gated => (None, w(6)?),
         AttentionVariant::Dense => (None, None),
     };
+    let sel_layout = sel_o.map_or(k::WeightLayout::RowMajor, |(_, _, l)| l);
+    if sel_v.is_some_and(|(_, _, l)| l != sel_layout) {
+        return Err("MoEAttention sel_v and sel_o are stored in different layouts".into());
+    }
+    let (sel_v, sel_o) = (sel_v.map(|s| s.1), sel_o.map(|s| s.1));
     // pos_to_pk (XL): its stored elements and layout, read once.
     let pk = match a.pos {
         PosEncoding::Xl => ins.get(6 + routers).map(|o| o.weight()).transpose()?,
@@ -431,6 +437,7 @@ fn attention_inputs<'s>(
         sel_o,
         pos_to_pk,
         proj_layout,
+        sel_layout,
         expert_layout,
     };
     let dims = Dims {
@@ -452,8 +459,10 @@ fn sigma_moe(
     if layout != v_layout {
         return Err("SigmaMoE keys and values are stored in different layouts".into());
     }
+    let (_, router, router_layout) = ins[1].weight()?;
     let w = k::SigmaMoeWeights {
-        router: ins[1].f32()?.1,
+        router,
+        router_layout,
         keys,
         values,
         experts: a.experts,

@@ -101,6 +101,7 @@ impl MoEAttentionOp {
             sel_o,
             pos_to_pk,
             proj_layout: WeightLayout::RowMajor,
+            sel_layout: WeightLayout::RowMajor,
             expert_layout: WeightLayout::RowMajor,
         })
     }

@@ -46,6 +46,7 @@ impl EvalOp for SigmaMoeOp {
             expert_size: a.expert_size,
             k: a.k,
             layout: WeightLayout::RowMajor,
+            router_layout: WeightLayout::RowMajor,
         };
         let y = sigma_moe(&w, f32_slice(&inputs[0])?, rows, d, executor_threads())
             .map_err(|e| anyhow!("SigmaMoE: {e}"))?;
