@@ -168,7 +168,6 @@ fn run_case(c: Case, batch: usize, t: usize, mem: usize, seed: u64) {
         } else {
             WeightLayout::RowMajor
         },
-        ..kw
     };
     let got_panels =
         moe_attention(&attrs, &kw_panels, &xq, xkv.data(), dims, 3).expect("kernel, panels");
