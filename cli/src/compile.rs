@@ -11,7 +11,7 @@ use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use switchhead_compiler::config::PosEncodingKind;
 use switchhead_compiler::import::parse_override;
-use switchhead_compiler::ir::lower;
+use switchhead_compiler::ir::{lower, materialize};
 use switchhead_compiler::onnx::{EmitOptions, ExpertForm, WeightDType, emit, write};
 use switchhead_compiler::passes::{PassManager, RunOptions, pipeline};
 use switchhead_compiler::plan::{PlanOptions, plan_graph, write_plan_file};
@@ -147,11 +147,9 @@ pub fn run(args: Args) -> Result<()> {
             // Layout choice is an optimization: -O0 keeps the checkpoint's order.
             panels: args.opt_level > 0,
         };
-        write_plan_file(
-            &plan_graph(&graph, &model.weights, &opts)?,
-            &model.weights,
-            &output,
-        )?;
+        // the weights the passes derived (folded LayerNorms), computed once
+        let weights = materialize(&graph, &model.weights)?;
+        write_plan_file(&plan_graph(&graph, &weights, &opts)?, &weights, &output)?;
         bar.finish_and_clear();
         eprintln!("wrote {}", output.display());
         return Ok(());

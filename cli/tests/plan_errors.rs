@@ -4,16 +4,16 @@
 
 use std::path::{Path, PathBuf};
 
-use switchhead_compiler::Model;
 use switchhead_compiler::import::{LoadOptions, load_model};
-use switchhead_compiler::ir::lower;
+use switchhead_compiler::ir::{lower, materialize};
+use switchhead_compiler::model::Weights;
 use switchhead_compiler::passes::{PassManager, RunOptions};
 use switchhead_compiler::plan::{PlanOptions, plan_graph, write_plan_file};
 use switchhead_ops::plan::{FORMAT_VERSION, PlanGraph, PlanLayout, layout_weights, write_plan};
 use switchhead_runtime::{RuntimeError, Session, SessionOptions};
 
-/// The gated testdata model and its plan graph.
-fn gated_plan() -> (Model, PlanGraph) {
+/// The gated testdata model's weights (with the derived ones) and its plan graph.
+fn gated_plan() -> (Weights, PlanGraph) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/models/gated");
     let model = load_model(&dir, &LoadOptions::default()).expect("load");
     let mut graph = lower(&model);
@@ -24,14 +24,15 @@ fn gated_plan() -> (Model, PlanGraph) {
         panels: true,
         ..PlanOptions::default()
     };
-    let plan = plan_graph(&graph, &model.weights, &opts).expect("plan");
-    (model, plan)
+    let weights = materialize(&graph, &model.weights).expect("derived weights");
+    let plan = plan_graph(&graph, &weights, &opts).expect("plan");
+    (weights, plan)
 }
 
 fn plan_bytes(tag: &str) -> (PathBuf, Vec<u8>) {
-    let (model, plan) = gated_plan();
+    let (weights, plan) = gated_plan();
     let path = temp(tag);
-    write_plan_file(&plan, &model.weights, &path).expect("write");
+    write_plan_file(&plan, &weights, &path).expect("write");
     let bytes = std::fs::read(&path).expect("read back");
     (path, bytes)
 }

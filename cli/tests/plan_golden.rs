@@ -14,6 +14,7 @@ use common::{
 use switchhead_compiler::import::{LoadOptions, load_model};
 use switchhead_compiler::ir::lower;
 use switchhead_compiler::onnx::{EmitOptions, WeightDType, emit, write};
+use switchhead_compiler::passes::{PassManager, RunOptions};
 use switchhead_runtime::{Session, SessionOptions};
 
 fn compile(name: &str, dtype: WeightDType) -> PathBuf {
@@ -84,7 +85,12 @@ fn f16_plan_matches_f16_onnx() {
         dtype: WeightDType::F16,
         ..Default::default()
     };
-    let proto = emit(&lower(&model), &model.weights, &opts).expect("emit");
+    // the same optimized graph the plan was compiled from (folded LayerNorms included)
+    let mut graph = lower(&model);
+    PassManager::default()
+        .run(&mut graph, RunOptions::default())
+        .expect("passes");
+    let proto = emit(&graph, &model.weights, &opts).expect("emit");
     let onnx = plan.with_extension("onnx");
     write(proto, &onnx).expect("write");
     let native = Session::load(&plan, SessionOptions::default()).expect("plan session");

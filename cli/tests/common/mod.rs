@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use switchhead_compiler::import::{LoadOptions, load_model};
-use switchhead_compiler::ir::lower;
+use switchhead_compiler::ir::{lower, materialize};
 use switchhead_compiler::onnx::WeightDType;
 use switchhead_compiler::passes::{PassManager, RunOptions};
 use switchhead_compiler::plan::{PlanOptions, plan_graph, write_plan_file};
@@ -62,12 +62,13 @@ pub fn compile_plan_with(
         chunk_size: chunk_size.or(model.config.chunk_size),
         panels,
     };
-    let plan = plan_graph(&graph, &model.weights, &opts).expect("plan");
+    let weights = materialize(&graph, &model.weights).expect("derived weights");
+    let plan = plan_graph(&graph, &weights, &opts).expect("plan");
     let out = std::env::temp_dir().join(format!(
         "{tag}-{name}-{dtype:?}-{panels}-{}.shplan",
         std::process::id()
     ));
-    write_plan_file(&plan, &model.weights, &out).expect("write");
+    write_plan_file(&plan, &weights, &out).expect("write");
     out
 }
 

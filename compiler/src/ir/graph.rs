@@ -87,6 +87,8 @@ pub struct Graph {
     pub inputs: Vec<ValueId>,
     /// Named graph outputs, in interface order.
     pub outputs: Vec<(String, ValueId)>,
+    /// Weights computed at compile time from other weights, by name ([`super::derived`]).
+    pub derived: std::collections::BTreeMap<String, super::derived::Recipe>,
 }
 
 impl Graph {
@@ -117,6 +119,17 @@ impl Graph {
             outputs: vec![out],
         }));
         out
+    }
+
+    /// Adds (or reuses) the value of a derived weight `name`, computed by `recipe`.
+    pub fn derived_weight(
+        &mut self,
+        name: &str,
+        fact: Fact,
+        recipe: super::derived::Recipe,
+    ) -> ValueId {
+        self.derived.insert(name.into(), recipe);
+        self.weight(name, fact)
     }
 
     /// Marks a value as a named graph output.

@@ -64,6 +64,11 @@ pub fn run(
     inputs: &[(String, InterpValue)],
 ) -> Result<Vec<(String, Tensor)>, InterpError> {
     verify(g).map_err(|e| InterpError::Invalid(Box::new(e)))?;
+    let weights =
+        &super::derived::materialize(g, weights).map_err(|source| InterpError::Weight {
+            name: "(derived)".into(),
+            source: Box::new(source),
+        })?;
     let mut env: Vec<Option<InterpValue>> = vec![None; g.values.len()];
     bind_inputs(g, inputs, &mut env)?;
     for (_, node) in g.live_nodes() {

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, Op, PosEncoding, SigmaMoeAttrs};
 
+use super::derived::Recipe;
 use super::graph::{DType, Dim, Fact, Graph, Node, NodeId, Value, ValueDef, ValueId};
 
 /// A syntax or reference error at a position of the text.
@@ -101,6 +102,7 @@ impl Parser {
         c.expect("@")?;
         let name_col = c.col();
         let name = c.string()?;
+        let recipe = if c.eat("=") { Some(c.recipe()?) } else { None };
         c.end()?;
         let dup = self
             .g
@@ -109,6 +111,9 @@ impl Parser {
             .any(|v| v.def == ValueDef::Weight(name.clone()));
         if dup {
             return Err(c.error_at(name_col, &format!("weight {name:?} defined twice")));
+        }
+        if let Some(r) = recipe {
+            self.g.derived.insert(name.clone(), r);
         }
         self.define(num, col, ValueDef::Weight(name), fact, c)
             .map(|_| ())
@@ -443,6 +448,54 @@ impl<'a> Cursor<'a> {
             }
         }
         Err(self.error_at(start, "unterminated string"))
+    }
+
+    /// A derived weight's recipe: `scale_inputs("w", "g")`, `shift_bias("w", "s", "b")` or
+    /// `fill(1.0, 72)`.
+    fn recipe(&mut self) -> Result<Recipe, ParseError> {
+        self.skip_ws();
+        let col = self.col();
+        let kind = self.word()?;
+        self.expect("(")?;
+        let recipe = match kind.as_str() {
+            "scale_inputs" => {
+                let weight = self.string()?;
+                self.expect(",")?;
+                let gain = self.string()?;
+                Recipe::ScaleInputs { weight, gain }
+            }
+            "shift_bias" => {
+                let weight = self.string()?;
+                self.expect(",")?;
+                let shift = self.string()?;
+                self.expect(",")?;
+                let bias = self.string()?;
+                Recipe::ShiftBias {
+                    weight,
+                    shift,
+                    bias,
+                }
+            }
+            "fill" => {
+                let (vcol, value) = (self.col(), self.word()?);
+                let value = value
+                    .parse()
+                    .map_err(|_| self.error_at(vcol, &format!("bad fill value `{value}`")))?;
+                self.expect(",")?;
+                let (lcol, len) = (self.col(), self.word()?);
+                let len = len
+                    .parse()
+                    .map_err(|_| self.error_at(lcol, &format!("bad fill length `{len}`")))?;
+                Recipe::Fill { value, len }
+            }
+            other => {
+                let msg =
+                    format!("unknown recipe `{other}` (expected scale_inputs, shift_bias or fill)");
+                return Err(self.error_at(col, &msg));
+            }
+        };
+        self.expect(")")?;
+        Ok(recipe)
     }
 
     /// `?` (unknown) or `dtype[dims]`.

@@ -4,7 +4,8 @@
 //! Layout, one item per line:
 //! - graph inputs in interface order: `input %0 = "tokens": i64[B,T]`;
 //! - weights in first-use order (unused weights last, in arena order):
-//!   `%1 = weight f32[256,72] @ "embedding.weight"`;
+//!   `%1 = weight f32[256,72] @ "embedding.weight"`, a derived weight followed by its recipe
+//!   (`... @ "output.weight.fold" = scale_inputs("output.weight", "out_norm.weight")`);
 //! - live nodes in order: `%5 = Linear[bias=true](%3, %1, %2) : f32[B,T,256]  # output`,
 //!   attributes sorted by name, the facts after ` : ` only when one is known (`?` marks an
 //!   unknown one among several outputs);
@@ -161,11 +162,16 @@ impl<'g> Printer<'g> {
     }
 
     fn weight_line(&self, v: ValueId) -> String {
+        let name = self.def_name(v);
+        let recipe = self
+            .g
+            .derived
+            .get(name)
+            .map_or_else(String::new, |r| format!(" = {r}"));
         format!(
-            "{} = weight {} @ {:?}",
+            "{} = weight {} @ {name:?}{recipe}",
             self.value(v),
             self.fact_or_unknown(v),
-            self.def_name(v)
         )
     }
 

@@ -105,6 +105,7 @@ pub enum EmitError {
 
 /// Emits `graph` with `weights` as an ONNX model.
 pub fn emit(graph: &Graph, weights: &Weights, opts: &EmitOptions) -> Result<ModelProto, EmitError> {
+    let weights = &crate::ir::materialize(graph, weights)?;
     let mut nodes = Vec::new();
     let initializer = initializers(graph, weights, opts.dtype, &mut nodes)?;
     let mut functions: Vec<(Vec<AttributeProto>, FunctionProto)> = Vec::new();

@@ -1,7 +1,8 @@
 //! Compaction: drops tombstoned nodes and the values nothing needs, renumbering ids.
 //!
 //! Kept: every graph input, every weight used by a live node or a graph output, every output
-//! of a live node, in their original relative order. Node order is preserved, so
+//! of a live node, in their original relative order, and the recipes of the derived weights
+//! kept. Node order is preserved, so
 //! defined-before-use still holds.
 
 use crate::ir::graph::{Graph, NodeId, Value, ValueDef, ValueId};
@@ -37,7 +38,19 @@ pub fn compact(g: &mut Graph) -> bool {
     g.inputs = g.inputs.iter().map(map).collect();
     g.outputs = g.outputs.iter().map(|(n, v)| (n.clone(), map(v))).collect();
     g.values = values;
-    changed
+    let before = g.derived.len();
+    let weights: std::collections::HashSet<&str> = g
+        .values
+        .iter()
+        .filter_map(|v| match &v.def {
+            ValueDef::Weight(n) => Some(n.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut derived = std::mem::take(&mut g.derived);
+    derived.retain(|name, _| weights.contains(name.as_str()));
+    g.derived = derived;
+    changed || g.derived.len() != before
 }
 
 fn kept_values(g: &Graph) -> Vec<bool> {

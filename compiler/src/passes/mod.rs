@@ -8,6 +8,7 @@
 pub mod compact;
 pub mod const_fold;
 pub mod dead_code;
+pub mod fold_layernorm;
 pub mod infer_shapes;
 pub mod manager;
 pub mod rewrite;
@@ -17,6 +18,7 @@ use crate::ir::Graph;
 pub use compact::compact;
 pub use const_fold::ConstFold;
 pub use dead_code::DeadCode;
+pub use fold_layernorm::FoldLayerNorm;
 pub use infer_shapes::InferShapes;
 pub use manager::{PassManager, PipelineError, RunOptions};
 
@@ -66,6 +68,7 @@ pub fn default_pipeline() -> Vec<Box<dyn Pass>> {
     vec![
         Box::new(InferShapes),
         Box::new(ConstFold),
+        Box::new(FoldLayerNorm),
         Box::new(DeadCode),
     ]
 }

@@ -71,6 +71,7 @@ pub fn plan_graph(
             dtype,
         });
     }
+    let weights = &crate::ir::materialize(graph, weights)?;
     let mut plan_weights = plan_weights(graph, weights, opts.dtype, &mut ids)?;
     if opts.panels {
         choose_panels(graph, &ids, &mut plan_weights);
@@ -212,7 +213,8 @@ fn meta(
 }
 
 /// Writes `plan` with the bytes of `weights` to `path` atomically (temporary file, then
-/// rename); one weight is in memory at a time.
+/// rename); one weight is in memory at a time. `weights` must hold the graph's derived weights
+/// (`crate::ir::materialize`).
 pub fn write_plan_file(
     plan: &PlanGraph,
     weights: &Weights,

@@ -161,6 +161,28 @@ pub fn random_tensor(shape: Vec<usize>, seed: u64) -> Tensor {
     Tensor::new(shape, data).expect("shape")
 }
 
+/// Asserts two output lists agree to `tol` max relative error (relative to each tensor's
+/// largest magnitude).
+#[allow(dead_code)] // not every test binary using this module needs it
+pub fn assert_close_outputs(a: &[(String, Tensor)], b: &[(String, Tensor)], tol: f32) {
+    assert_eq!(a.len(), b.len(), "output count");
+    for ((na, ta), (nb, tb)) in a.iter().zip(b) {
+        assert_eq!(na, nb);
+        assert_eq!(ta.shape(), tb.shape(), "{na}: shape");
+        let scale = tb
+            .data()
+            .iter()
+            .fold(0f32, |m, x| m.max(x.abs()))
+            .max(1e-30);
+        let err = ta
+            .data()
+            .iter()
+            .zip(tb.data())
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs() / scale));
+        assert!(err <= tol, "{na}: max relative error {err:e} > {tol:e}");
+    }
+}
+
 /// Asserts two output lists are bit-identical.
 pub fn assert_same_outputs(a: &[(String, Tensor)], b: &[(String, Tensor)]) {
     assert_eq!(a.len(), b.len(), "output count");
