@@ -33,8 +33,14 @@ pub(crate) fn causal_head(head: Head<'_>) -> Vec<f32> {
         let q = head.q.row_range(r0, rows);
         gemm(q, head.k.row_range(0, keys).t(), &mut logits, keys, 0.0);
         if let Some((kp, lo)) = head.rel {
-            gemm(q, kp.t(), &mut rel, kp.rows, 0.0);
-            add_relative(&mut logits, &rel, kp.rows, keys, r0, rows, offset, lo);
+            // the block's visible keys need relative positions (c - r - offset) from
+            // -(offset + r0 + rows - 1) to 0: `keys` rows of the table
+            let first = (t - r0 - rows) as i64 + (-(tk as i64 - 1) - lo);
+            let (first, width) = (first.max(0) as usize, keys.min(kp.rows));
+            let table = kp.row_range(first, width.min(kp.rows - first));
+            gemm(q, table.t(), &mut rel, table.rows, 0.0);
+            let lo = lo + first as i64;
+            add_relative(&mut logits, &rel, table.rows, keys, r0, rows, offset, lo);
         }
         for i in 0..rows {
             softmax_prefix(&mut logits[i * keys..(i + 1) * keys], r0 + i + offset + 1);

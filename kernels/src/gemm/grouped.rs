@@ -10,11 +10,13 @@
 //!
 //! Work is split so that no two threads add into the same element, with no locks: a slot
 //! writes `out[dst .. dst + out]`, and any two slots' spans are either the same or disjoint
-//! (the callers' invariant: a span is one output row, or one head's columns of a row). With
-//! many slots, each thread takes the slots whose `dst` falls in its share of the output
-//! (contiguous within each expert, since each expert's `dst` ascend) and packs each input row
-//! once for all output panels. With few (decode), each thread takes a share of the output
-//! panels of every expert instead, so the weights are read once across the threads.
+//! (the callers' invariant: a span is one output row, or one head's columns of a row).
+//! Normally each thread takes a share of the output panels of every expert: each weight panel
+//! is read once and serves all of its expert's rows. When the panels do not share evenly
+//! (V with d_head 76: three panels on two threads) and there are many slots, each thread
+//! instead takes the slots whose `dst` falls in its share of the output (contiguous within
+//! each expert, since each expert's `dst` ascend) and packs each input row once for all the
+//! panels.
 
 use std::ops::Range;
 
@@ -76,8 +78,14 @@ pub(crate) struct Dispatch<'a> {
     pub slots: Slots<'a>,
 }
 
-/// Slots per thread from which the work is split by output rows rather than by panels.
+/// Slots per thread from which the work may be split by output rows rather than by panels.
 const ROW_SPLIT: usize = 48;
+
+/// Whether to split by output rows: only with many slots and too few panels to share evenly
+/// (a column split keeps every expert's rows together, so each weight panel serves them all).
+fn split_rows(slots: usize, panels: usize, threads: usize) -> bool {
+    threads > 1 && slots >= ROW_SPLIT * threads && panels % threads != 0 && panels < 4 * threads
+}
 
 /// A raw output pointer shared by the items of one product, which write disjoint elements.
 #[derive(Clone, Copy)]
@@ -110,9 +118,9 @@ pub(crate) fn grouped_gemm(
     let panels = w.out.div_ceil(PANEL);
     let threads = threads.max(1);
     let share = |i: usize, n: usize, of: usize| (of * i / n)..(of * (i + 1) / n);
-    if n_slots >= ROW_SPLIT * threads {
+    if split_rows(n_slots, panels, threads) {
         // each item: the slots whose destination lies in its share of the output
-        let items = 2 * threads;
+        let items = threads;
         par_map(threads, items, |item| {
             let span = share(item, items, out_len);
             for e in 0..experts {
