@@ -84,7 +84,10 @@ const ROW_SPLIT: usize = 48;
 /// Whether to split by output rows: only with many slots and too few panels to share evenly
 /// (a column split keeps every expert's rows together, so each weight panel serves them all).
 fn split_rows(slots: usize, panels: usize, threads: usize) -> bool {
-    threads > 1 && slots >= ROW_SPLIT * threads && panels % threads != 0 && panels < 4 * threads
+    threads > 1
+        && slots >= ROW_SPLIT * threads
+        && !panels.is_multiple_of(threads)
+        && panels < 4 * threads
 }
 
 /// A raw output pointer shared by the items of one product, which write disjoint elements.
