@@ -2,7 +2,10 @@
 """The race: our runtime against ONNX Runtime, plain tract and PyTorch eager, side by side.
 
 One run, one machine, the same synthetic weights and the same tokens for every engine, the same
-thread count (default 2), engines run one after another (never concurrently). Per case:
+thread count (default 2), engines run one after another (never concurrently), in rounds: each
+engine takes its turn once per round with its share of the timed runs (`--rounds`, default 3),
+so a change in the machine's speed during a case (this VM's speed moves by up to 2x between
+minutes) hits every engine alike instead of whichever ran then. Per case:
 
   ours        `switchhead bench` on the default ONNX file (ai.switchhead custom ops)
   ours-plan   `switchhead bench` on a `.shplan` native plan, if `switchhead-compile -o x.shplan`
@@ -31,7 +34,8 @@ Usage (repository root; needs a release build and a Python with torch, onnxrunti
 numpy, safetensors):
   cargo build --release -p switchhead-cli
   python scripts/bench/race.py [--cases c4-47m-b1,c4-47m-b8,...] [--quick] [--threads 2]
-      [--runs 10] [--warmup 2] [--bin-dir target/release] [--cache DIR] [--keep] [--out FILE.md]
+      [--runs 10] [--warmup 2] [--rounds 3] [--bin-dir target/release] [--cache DIR] [--keep]
+      [--out FILE.md]
 Checkpoints and compiled files go to --cache (default: a temp dir, removed per case unless
 --keep): c4-262m is about 1 GB per copy.
 """
@@ -367,15 +371,35 @@ def load_cfg(ckpt):
         return json.load(f)
 
 
-def try_engine(results, label, fn):
-    log(f"    {label} ...")
-    try:
-        results[label] = fn()
-        log(f"    {label}: median {results[label]['median_ms']:.2f} ms")
-    except Exception as e:  # noqa: BLE001 - report every engine, go on
-        text = (str(e).splitlines() or [type(e).__name__])[-1]
-        results[label] = {"error": text.rsplit("error: ", 1)[-1][:200]}
-        log(f"    {label}: FAILED {results[label]['error']}")
+def race_engines(engines, a):
+    """Runs `engines` ([(label, fn(runs) -> stats)]) in `a.rounds` rounds, each engine in turn
+    once per round with its share of `a.runs` timed runs (after `a.warmup` untimed ones), so a
+    change in the machine's speed during a case hits every engine alike. Stats over all the
+    timed runs; an engine that fails is reported and not run again."""
+    per = max(1, -(-a.runs // a.rounds))
+    times, extra, failed = {}, {}, {}
+    for rnd in range(a.rounds):
+        for label, fn in engines:
+            if label in failed:
+                continue
+            log(f"    {label} (round {rnd + 1}/{a.rounds}) ...")
+            try:
+                res = fn(per)
+            except Exception as e:  # noqa: BLE001 - report every engine, go on
+                text = (str(e).splitlines() or [type(e).__name__])[-1]
+                failed[label] = {"error": text.rsplit("error: ", 1)[-1][:200]}
+                log(f"    {label}: FAILED {failed[label]['error']}")
+                continue
+            times.setdefault(label, []).extend(res["times_ms"])
+            extra[label] = {k: v for k, v in res.items() if k == "check"}
+    r = {}
+    for label, _ in engines:
+        if label in failed:
+            r[label] = failed[label]
+        else:
+            r[label] = {**stats(times[label]), **extra[label]}
+            log(f"    {label}: median {r[label]['median_ms']:.2f} ms")
+    return r
 
 
 def forward_case(tools, name, spec, a):
@@ -386,21 +410,21 @@ def forward_case(tools, name, spec, a):
     ckpt, files = prepare(tools, name, synth_args, a.cache, kinds)
     cfg = load_cfg(ckpt)
     tokens = bench_tokens(batch, seq, cfg["vocab_size"])
-    r = {}
-    bench = lambda f: lambda: tools.bench(f, batch, seq, a.runs, a.warmup, a.threads)  # noqa: E731
-    try_engine(r, "ours", bench(files["custom"]))
+    bench = lambda f: lambda n: tools.bench(f, batch, seq, n, a.warmup, a.threads)  # noqa: E731
+    engines = [("ours", bench(files["custom"]))]
     if "plan" in files:
-        try_engine(r, "ours-plan", bench(files["plan"]))
+        engines.append(("ours-plan", bench(files["plan"])))
     if mode == "forward":
         want = tools.logits(files["custom"], tokens, a.cache, a.threads)
-        try_engine(r, "tract (decompose, dense experts)", bench(files["decompose-dense"]))
+        engines.append(("tract (decompose, dense experts)", bench(files["decompose-dense"])))
         for form in ("gather", "dense"):
             f = files[f"decompose-{form}"]
-            try_engine(r, f"ort ({form} experts)",
-                       lambda f=f: ort_forward(f, tokens, a.threads, a.runs, a.warmup, want))
+            engines.append((f"ort ({form} experts)",
+                            lambda n, f=f: ort_forward(f, tokens, a.threads, n, a.warmup, want)))
         for form in ("sorted", "dense"):
-            try_engine(r, f"torch ({form} experts)",
-                       lambda form=form: torch_forward(ckpt, form, tokens, a.threads, a.runs, a.warmup, want))
+            engines.append((f"torch ({form} experts)",
+                            lambda n, form=form: torch_forward(ckpt, form, tokens, a.threads, n, a.warmup, want)))
+    r = race_engines(engines, a)
     flops = forward_flops(cfg, batch, seq, seq)
     return {"case": name, "mode": "forward", "batch": batch, "seq": seq, "tokens": batch * seq,
             "flops": flops, "results": r}
@@ -414,18 +438,18 @@ def decode_case(tools, name, spec, a):
     cfg = load_cfg(ckpt)
     prompt = bench_tokens(batch, seq, cfg["vocab_size"])
     nxt = bench_tokens(batch, steps, cfg["vocab_size"], seed=1)  # the decoded tokens
-    r = {}
-    try_engine(r, "ours", lambda: tools.bench(files["kv-custom"], batch, seq, a.runs, a.warmup, a.threads, steps))
+    bench = lambda f: lambda n: tools.bench(f, batch, seq, n, a.warmup, a.threads, steps)  # noqa: E731
+    engines = [("ours", bench(files["kv-custom"]))]
     if "plan" in files:  # a plan keeps its KV cache natively: no special compile
-        try_engine(r, "ours-plan",
-                   lambda: tools.bench(files["plan"], batch, seq, a.runs, a.warmup, a.threads, steps))
+        engines.append(("ours-plan", bench(files["plan"])))
     for form in ("gather", "dense"):
         f = files[f"kv-{form}"]
-        try_engine(r, f"ort ({form} experts, kv-cache)",
-                   lambda f=f: ort_decode(f, prompt, nxt, a.threads, a.runs, a.warmup))
+        engines.append((f"ort ({form} experts, kv-cache)",
+                        lambda n, f=f: ort_decode(f, prompt, nxt, a.threads, n, a.warmup)))
     for form in ("sorted", "dense"):
-        try_engine(r, f"torch ({form} experts, own kv-cache)",
-                   lambda form=form: torch_decode(ckpt, form, prompt, nxt, a.threads, a.runs, a.warmup))
+        engines.append((f"torch ({form} experts, own kv-cache)",
+                        lambda n, form=form: torch_decode(ckpt, form, prompt, nxt, a.threads, n, a.warmup)))
+    r = race_engines(engines, a)
     flops = forward_flops(cfg, batch, 1, seq + steps // 2)  # one step at the mean context
     return {"case": name, "mode": "decode", "batch": batch, "seq": seq, "steps": steps, "tokens": batch,
             "flops": flops, "bytes": decode_bytes(cfg, seq + steps // 2), "results": r}
@@ -495,6 +519,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="run the engines of a case in turn this many times, the timed runs split among the rounds")
     ap.add_argument("--decode-steps", type=int, default=32)
     ap.add_argument("--gemm-n", type=int, default=2048)
     ap.add_argument("--bin-dir", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release"))
@@ -503,9 +529,11 @@ def main():
     ap.add_argument("--out", help="also write the markdown report here")
     ap.add_argument("--json", help="also write the raw results here")
     a = ap.parse_args()
+    a.rounds = max(1, a.rounds)
     names = a.cases.split(",") if a.cases else list(QUICK_CASES if a.quick else CASES)
     if a.quick:
         a.runs, a.warmup, a.decode_steps, a.gemm_n = min(a.runs, 3), 1, 8, 1024
+        a.rounds = 1
     unknown = [n for n in names if n not in CASES]
     if unknown:
         raise SystemExit(f"unknown case(s) {unknown}; known: {list(CASES)}")
@@ -544,7 +572,8 @@ def main():
     ceil_txt = ", ".join(f"{k} {v:.0f}" for k, v in ceilings.items())
     report = [
         f"Machine: {model}, {cores} logical CPUs; {a.threads} threads for every engine; "
-        f"{a.runs} timed runs after {a.warmup} warmup; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"{a.rounds} rounds of {max(1, -(-a.runs // a.rounds))} timed runs after {a.warmup} warmup per engine; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         f"Machine load (1-min load average) at start {load_before:.1f}, at end {load_after:.1f}.",
         f"GEMM ceiling (fp32 {a.gemm_n}^3, GFLOP/s): {ceil_txt}; ceiling = {ceiling:.0f}.",
         f"Command: `{' '.join([os.path.basename(sys.executable)] + sys.argv)}`",
