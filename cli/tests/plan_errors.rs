@@ -144,6 +144,25 @@ fn panels_weight_in_a_plain_slot_is_rejected() {
     assert!(msg.contains("stored in panels"), "{msg}");
 }
 
+/// `expert_panels` is for rank-3 expert stacks: on a projection weight it is rejected by name.
+#[test]
+fn expert_panels_on_a_matrix_is_rejected() {
+    let (_, plan) = gated_plan();
+    let mut bad = plan.clone();
+    let w = bad
+        .weights
+        .iter_mut()
+        .find(|w| w.layout == PlanLayout::Panels)
+        .expect("a panels weight");
+    w.layout = PlanLayout::ExpertPanels;
+    let name = w.name.clone();
+    let msg = load_error(&temp("expert-panels"), &zero_weights(&bad));
+    assert!(
+        msg.contains("layout expert_panels does not apply") && msg.contains(&name),
+        "{msg}"
+    );
+}
+
 /// The file of `plan` with every weight's bytes zero.
 fn zero_weights(plan: &PlanGraph) -> Vec<u8> {
     let mut bytes = Vec::new();

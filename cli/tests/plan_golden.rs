@@ -8,8 +8,10 @@ mod common;
 use std::path::PathBuf;
 
 use common::{
-    TOL, compile_plan, compile_plan_with, max_rel_err, model_dir, run_goldens, worst_error,
+    TOL, compile_plan, compile_plan_unpacking, compile_plan_with, max_rel_err, model_dir,
+    run_goldens, worst_error,
 };
+use switchhead_ops::plan::{PlanLayout, PlanWeight};
 
 use switchhead_compiler::import::{LoadOptions, load_model};
 use switchhead_compiler::ir::lower;
@@ -47,6 +49,20 @@ fn row_major_plans() {
             name,
             compile_plan_with(name, WeightDType::F32, None, "plan-rm", false),
         );
+    }
+}
+
+/// Plans written before the routers and expert stacks were packed (routers and experts
+/// row-major, projections in panels) still load and match.
+#[test]
+fn plans_with_unpacked_routers_and_experts() {
+    fn older(w: &PlanWeight) -> bool {
+        w.layout == PlanLayout::ExpertPanels || w.name.contains("sel") || w.name.contains("pkm")
+    }
+    for name in ["xl", "switchall", "gated"] {
+        let path =
+            compile_plan_unpacking(name, WeightDType::F32, None, "plan-old", true, Some(older));
+        check_file(name, path);
     }
 }
 

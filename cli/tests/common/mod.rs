@@ -10,6 +10,7 @@ use switchhead_compiler::onnx::WeightDType;
 use switchhead_compiler::passes::{PassManager, RunOptions};
 use switchhead_compiler::plan::{PlanOptions, plan_graph, write_plan_file};
 use switchhead_compiler::tensor_io::{chunk_names, parse, read_bytes, read_f32, read_tokens};
+use switchhead_ops::plan::{PlanGraph, PlanLayout, PlanWeight, layout_weights};
 use switchhead_runtime::{Session, TokenBatch, XlMemory};
 
 /// The logits tolerance for fp32 (max relative error).
@@ -52,6 +53,19 @@ pub fn compile_plan_with(
     tag: &str,
     panels: bool,
 ) -> PathBuf {
+    compile_plan_unpacking(name, dtype, chunk_size, tag, panels, None)
+}
+
+/// [`compile_plan_with`], then the packed weights `unpack` names set back to row-major (as a
+/// compiler that packed fewer slots wrote them).
+pub fn compile_plan_unpacking(
+    name: &str,
+    dtype: WeightDType,
+    chunk_size: Option<usize>,
+    tag: &str,
+    panels: bool,
+    unpack: Option<fn(&PlanWeight) -> bool>,
+) -> PathBuf {
     let model = load_model(&model_dir(name), &LoadOptions::default()).expect("load");
     let mut graph = lower(&model);
     PassManager::default()
@@ -63,13 +77,30 @@ pub fn compile_plan_with(
         panels,
     };
     let weights = materialize(&graph, &model.weights).expect("derived weights");
-    let plan = plan_graph(&graph, &weights, &opts).expect("plan");
+    let mut plan = plan_graph(&graph, &weights, &opts).expect("plan");
+    let unpacked = unpack.map_or(0, |rule| unpack_weights(&mut plan, rule));
+    assert!(
+        unpack.is_none() || unpacked > 0,
+        "the unpack rule matched no packed weight of {name}"
+    );
     let out = std::env::temp_dir().join(format!(
-        "{tag}-{name}-{dtype:?}-{panels}-{}.shplan",
+        "{tag}-{name}-{dtype:?}-{panels}-{unpacked}-{}.shplan",
         std::process::id()
     ));
     write_plan_file(&plan, &weights, &out).expect("write");
     out
+}
+
+/// Sets the weights `rule` names back to row-major; returns how many.
+fn unpack_weights(plan: &mut PlanGraph, rule: fn(&PlanWeight) -> bool) -> usize {
+    let mut n = 0;
+    for w in plan.weights.iter_mut().filter(|w| rule(w)) {
+        w.layout = PlanLayout::RowMajor;
+        w.nbytes = (w.stored_len() * w.dtype.size()) as u64;
+        n += 1;
+    }
+    layout_weights(&mut plan.weights);
+    n
 }
 
 /// Every golden chunk of `name` through `session`: (label, logits, golden logits).

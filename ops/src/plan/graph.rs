@@ -391,15 +391,19 @@ fn check_weight(w: &PlanWeight, weights_len: u64) -> Result<(), PlanError> {
     }
     let Some(stored) = w.layout.stored_len(&w.shape) else {
         return Err(err(format!(
-            "layout {:?} does not apply to shape {:?}",
-            w.layout, w.shape
+            "layout {} does not apply to shape {:?}",
+            w.layout.name(),
+            w.shape
         )));
     };
     let want = (stored as u64).checked_mul(w.dtype.size() as u64);
     if want != Some(w.nbytes) {
         return Err(err(format!(
-            "nbytes {} does not match shape {:?} of {:?} in layout {:?}",
-            w.nbytes, w.shape, w.dtype, w.layout
+            "nbytes {} does not match shape {:?} of {:?} in layout {}",
+            w.nbytes,
+            w.shape,
+            w.dtype,
+            w.layout.name()
         )));
     }
     if !w.offset.is_multiple_of(super::ALIGN) {
