@@ -16,7 +16,7 @@ use crate::linear::WeightLayout::{self, RowMajor};
 use crate::linear::project_rows;
 use crate::parallel::par_map;
 use crate::positions::{RopeTable, xl_position_keys};
-use crate::routing::{ExpertGroups, Router, SlotTable, route};
+use crate::routing::{ExpertGroups, Router, Routing, SlotTable, route};
 
 /// The weights of one attention layer, shapes as `Op::MoEAttention` documents; row-major
 /// except `q`, `k` and `pos_to_pk` in `proj_layout`, the routers in `sel_layout` and the V/O
@@ -149,27 +149,50 @@ pub(crate) fn values(cx: &Ctx<'_>, xkv: &[f32]) -> Result<Vec<f32>, KernelError>
             cx.threads,
         ));
     };
-    let routing = route(xkv, n, d, router(cx, sel_v), cx.threads);
-    let groups = ExpertGroups::new(&routing, a.heads * a.experts);
+    let hd = cx.hd;
+    Ok(routed(
+        cx,
+        (xkv, n, sel_v),
+        (xkv, cx.w.v, d, dh),
+        n * hd,
+        |rt, slot| {
+            let row = rt.row_of(slot);
+            (row * d, row * hd + rt.group_of(slot) * dh)
+        },
+    ))
+}
+
+/// One routed expert site: routes the `n` rows of `x` with `sel`, then adds every slot's
+/// `gate * (input row @ W_e)` (`stack`: `[H*E, inp, out]` in `expert_layout`) into a zeroed
+/// output of `len` floats; `addr(routing, slot)` gives the slot's input and output offsets.
+fn routed(
+    cx: &Ctx<'_>,
+    (x, n, sel): (&[f32], usize, &[f32]),
+    (input, stack, inp, out): (&[f32], &[f32], usize, usize),
+    len: usize,
+    addr: impl Fn(&Routing, usize) -> (usize, usize),
+) -> Vec<f32> {
+    let routing = route(x, n, cx.dims.d, router(cx, sel), cx.threads);
+    let groups = ExpertGroups::new(&routing, cx.a.heads * cx.a.experts);
     let table = SlotTable::new(
         &groups,
         &routing,
-        |slot| routing.row_of(slot) * d,
-        |slot| routing.row_of(slot) * cx.hd + routing.group_of(slot) * dh,
+        |slot| addr(&routing, slot).0,
+        |slot| addr(&routing, slot).1,
     );
-    let mut v = vec![0f32; n * cx.hd];
     let dispatch = Dispatch {
         offsets: &groups.offsets,
         slots: table.slots(true),
     };
     let experts = Experts {
-        data: cx.w.v,
+        data: stack,
         layout: cx.w.expert_layout,
-        inp: d,
-        out: dh,
+        inp,
+        out,
     };
-    grouped_gemm(xkv, &dispatch, experts, &mut v, cx.threads);
-    Ok(v)
+    let mut y = vec![0f32; len];
+    grouped_gemm(input, &dispatch, experts, &mut y, cx.threads);
+    y
 }
 
 /// Applies RoPE in place, or builds the XL position keys `(table, lo)`.
@@ -263,29 +286,16 @@ pub(crate) fn outputs(cx: &Ctx<'_>, xq: &[f32], mut r: Vec<f32>) -> Result<Vec<f
     let (a, d, dh, hd) = (cx.a, cx.dims.d, cx.a.d_head, cx.hd);
     let n = cx.dims.batch * cx.dims.t;
     let y = match (a.variant, cx.w.sel_o) {
-        (AttentionVariant::ExpertsVO, Some(sel_o)) => {
-            let routing = route(xq, n, d, router(cx, sel_o), cx.threads);
-            let groups = ExpertGroups::new(&routing, a.heads * a.experts);
-            let table = SlotTable::new(
-                &groups,
-                &routing,
-                |slot| routing.row_of(slot) * hd + routing.group_of(slot) * dh,
-                |slot| routing.row_of(slot) * d,
-            );
-            let mut y = vec![0f32; n * d];
-            let dispatch = Dispatch {
-                offsets: &groups.offsets,
-                slots: table.slots(true),
-            };
-            let experts = Experts {
-                data: cx.w.o,
-                layout: cx.w.expert_layout,
-                inp: dh,
-                out: d,
-            };
-            grouped_gemm(&r, &dispatch, experts, &mut y, cx.threads);
-            y
-        }
+        (AttentionVariant::ExpertsVO, Some(sel_o)) => routed(
+            cx,
+            (xq, n, sel_o),
+            (&r, cx.w.o, dh, d),
+            n * d,
+            |rt, slot| {
+                let row = rt.row_of(slot);
+                (row * hd + rt.group_of(slot) * dh, row * d)
+            },
+        ),
         (AttentionVariant::Gated, Some(sel_o)) => {
             gate_heads(cx, xq, n, sel_o, &mut r);
             project_rows(&r[..n * hd], hd, (cx.w.o, RowMajor), d, cx.threads)
