@@ -10,7 +10,7 @@ use std::fmt;
 
 use switchhead_ops::Tensor;
 
-use super::graph::{Graph, ValueDef};
+use super::graph::{Dim, Fact, Graph, ValueDef};
 use crate::error::ImportError;
 use crate::model::{DType, TensorInfo, Weights};
 
@@ -118,6 +118,26 @@ impl Recipe {
     }
 }
 
+/// The computed shape must be the one the graph declares for the weight.
+fn check_fact(name: &str, fact: Option<&Fact>, shape: &[usize]) -> Result<(), ImportError> {
+    let declared: Option<Vec<usize>> = fact.map(|f| {
+        f.shape
+            .iter()
+            .map(|d| match d {
+                Dim::Known(n) => *n,
+                Dim::Sym(_) => usize::MAX,
+            })
+            .collect()
+    });
+    match declared {
+        Some(dims) if dims != shape => Err(ImportError::Corrupt {
+            path: format!("derived weight {name:?}").into(),
+            reason: format!("its recipe gives shape {shape:?}, the graph declares {dims:?}"),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn check_vector(shape: &[usize], len: usize, name: &str) -> Result<(), String> {
     match shape {
         [n] if *n == len => Ok(()),
@@ -140,6 +160,7 @@ pub fn materialize(g: &Graph, weights: &Weights) -> Result<Weights, ImportError>
             continue;
         }
         let t = recipe.compute(name, weights)?;
+        check_fact(name, v.fact.as_ref(), t.shape())?;
         let info = TensorInfo {
             dtype: DType::F32,
             shape: t.shape().to_vec(),

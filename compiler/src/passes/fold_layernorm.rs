@@ -59,8 +59,16 @@ fn foldable(
 ) -> Option<Vec<NodeId>> {
     let n = g.nodes[id.0 as usize].as_ref()?;
     let out = n.outputs[0];
-    let plain = |v: ValueId| g.weight_name(v).is_some_and(|w| !g.derived.contains_key(w));
-    if !plain(n.inputs[1]) || !plain(n.inputs[2]) || g.outputs.iter().any(|(_, v)| *v == out) {
+    // a weight of the checkpoint (not derived) whose fact is known
+    let plain = |v: ValueId| {
+        g.weight_name(v).is_some_and(|w| !g.derived.contains_key(w)) && g.value(v).fact.is_some()
+    };
+    let sized = fact_len(g, n.inputs[1]) > 0;
+    if !sized
+        || !plain(n.inputs[1])
+        || !plain(n.inputs[2])
+        || g.outputs.iter().any(|(_, v)| *v == out)
+    {
         return None;
     }
     let consumers = uses.get(&out)?;
@@ -113,7 +121,7 @@ fn fold(g: &mut Graph, norm: NodeId, consumers: &[NodeId]) {
     }
 }
 
-/// A derived weight with the fact of `like`.
+/// A derived weight with the fact of `like` (known: `foldable` checked it).
 fn derived(g: &mut Graph, name: String, like: ValueId, recipe: Recipe) -> ValueId {
     let fact = g.value(like).fact.clone().unwrap_or(Fact {
         dtype: crate::ir::DType::F32,
