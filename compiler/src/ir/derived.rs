@@ -45,19 +45,6 @@ impl fmt::Display for Recipe {
 }
 
 impl Recipe {
-    /// The weights the recipe reads.
-    pub fn sources(&self) -> Vec<&str> {
-        match self {
-            Recipe::ScaleInputs { weight, gain } => vec![weight, gain],
-            Recipe::ShiftBias {
-                weight,
-                shift,
-                bias,
-            } => vec![weight, shift, bias],
-            Recipe::Fill { .. } => vec![],
-        }
-    }
-
     /// Computes the weight `name` from `weights`.
     pub fn compute(&self, name: &str, weights: &Weights) -> Result<Tensor, ImportError> {
         let bad = |reason: String| ImportError::Corrupt {
@@ -67,12 +54,7 @@ impl Recipe {
         match self {
             Recipe::ScaleInputs { weight, gain } => {
                 let (w, g) = (weights.tensor(weight)?, weights.tensor(gain)?);
-                let [out, inp] = w.shape()[..] else {
-                    return Err(bad(format!(
-                        "{weight} has shape {:?}, not [out, in]",
-                        w.shape()
-                    )));
-                };
+                let (out, inp) = matrix(&w, weight).map_err(bad)?;
                 check_vector(g.shape(), inp, gain).map_err(bad)?;
                 let data = w
                     .data()
@@ -88,12 +70,7 @@ impl Recipe {
             } => {
                 let w = weights.tensor(weight)?;
                 let (s, b) = (weights.tensor(shift)?, weights.tensor(bias)?);
-                let [out, inp] = w.shape()[..] else {
-                    return Err(bad(format!(
-                        "{weight} has shape {:?}, not [out, in]",
-                        w.shape()
-                    )));
-                };
+                let (out, inp) = matrix(&w, weight).map_err(bad)?;
                 check_vector(s.shape(), inp, shift).map_err(bad)?;
                 check_vector(b.shape(), out, bias).map_err(bad)?;
                 let data = w
@@ -135,6 +112,14 @@ fn check_fact(name: &str, fact: Option<&Fact>, shape: &[usize]) -> Result<(), Im
             reason: format!("its recipe gives shape {shape:?}, the graph declares {dims:?}"),
         }),
         _ => Ok(()),
+    }
+}
+
+/// `(out, in)` of an `[out, in]` weight.
+fn matrix(w: &Tensor, name: &str) -> Result<(usize, usize), String> {
+    match w.shape() {
+        &[out, inp] => Ok((out, inp)),
+        shape => Err(format!("{name} has shape {shape:?}, not [out, in]")),
     }
 }
 
