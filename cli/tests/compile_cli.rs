@@ -108,7 +108,13 @@ fn passes_lists_the_pipeline() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(
         text.lines().collect::<Vec<_>>(),
-        vec!["infer-shapes", "const-fold", "fold-layernorm", "dead-code"]
+        vec![
+            "infer-shapes",
+            "const-fold",
+            "fold-layernorm",
+            "merge-projections",
+            "dead-code"
+        ]
     );
     let o = compile(&["-O0", "--passes"]);
     assert!(o.status.success());

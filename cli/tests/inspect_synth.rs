@@ -181,8 +181,8 @@ fn inspect_a_plan() {
         text.contains("model: d_model 72, vocab 256, layers 2"),
         "{text}"
     );
-    // q, k, the output gate's router sel_o, w1 and w2 of two layers, and the output projection
-    assert!(text.contains("f32 panels: 11 tensors"), "{text}");
+    // the merged q/k/head-gate weight, w1 and w2 of two layers, and the output projection
+    assert!(text.contains("f32 panels: 7 tensors"), "{text}");
     assert!(
         text.contains(
             "nodes: 15 (Add 4, DenseFfn 2, Embedding 1, LayerNorm 5, Linear 1, MoEAttention 2)"

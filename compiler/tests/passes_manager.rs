@@ -8,20 +8,27 @@ use ir_util::{MODELS, assert_close_outputs, assert_same_outputs, golden_chunks, 
 use switchhead_compiler::ir::interp::run;
 use switchhead_compiler::ir::{Graph, lower, parse, print};
 use switchhead_compiler::passes::{
-    Changed, ConstFold, DeadCode, InferShapes, Pass, PassError, PassManager, PipelineError,
-    RunOptions, pass_names,
+    Changed, ConstFold, DeadCode, InferShapes, MergeProjections, Pass, PassError, PassManager,
+    PipelineError, RunOptions, pass_names,
 };
 
 #[test]
 fn pipeline_order() {
     assert_eq!(
         pass_names(),
-        ["infer-shapes", "const-fold", "fold-layernorm", "dead-code"]
+        [
+            "infer-shapes",
+            "const-fold",
+            "fold-layernorm",
+            "merge-projections",
+            "dead-code"
+        ]
     );
     assert_eq!(PassManager::default().names(), pass_names());
 }
 
-/// Every pass but `fold-layernorm` keeps every output bit-identical; the whole pipeline,
+/// Every pass but `fold-layernorm` (`merge-projections` included) keeps every output
+/// bit-identical; the whole pipeline,
 /// whose folded weights are rounded to f32, keeps them to 1e-5 relative.
 #[test]
 fn pipeline_keeps_numbers_on_every_model() -> Result<()> {
@@ -32,6 +39,7 @@ fn pipeline_keeps_numbers_on_every_model() -> Result<()> {
         let passes: Vec<Box<dyn Pass>> = vec![
             Box::new(InferShapes),
             Box::new(ConstFold),
+            Box::new(MergeProjections),
             Box::new(DeadCode),
         ];
         PassManager::new(passes).run(&mut exact, RunOptions::default())?;
@@ -89,7 +97,7 @@ fn unknown_pass_lists_valid_names() {
     assert!(matches!(err, PipelineError::UnknownPass { .. }));
     assert_eq!(
         err.to_string(),
-        "unknown pass `cse`; valid passes: infer-shapes, const-fold, fold-layernorm, dead-code"
+        "unknown pass `cse`; valid passes: infer-shapes, const-fold, fold-layernorm, merge-projections, dead-code"
     );
 }
 

@@ -11,7 +11,7 @@ use switchhead_ops::op::{MoeAttentionAttrs, PosEncoding};
 use crate::KernelError;
 use crate::error::check_len;
 use crate::moe_attention::{
-    Ctx, Dims, KvLayout, MoeAttentionWeights, attend, outputs, project, validate, values,
+    Ctx, Dims, Kv, MoeAttentionWeights, attend, outputs, project, validate, values,
 };
 use crate::positions::RopeTable;
 
@@ -51,7 +51,7 @@ pub fn moe_attention_kv(
     validate(attrs, w, x, x, dims)?;
     check_past(attrs, dims, past)?;
     let hd = attrs.heads * attrs.d_head;
-    let (n, p) = (dims.batch * dims.t, past.past);
+    let p = past.past;
     let new = Ctx {
         a: attrs,
         w,
@@ -60,15 +60,17 @@ pub fn moe_attention_kv(
         threads: threads.max(1),
     };
     let scale = (attrs.d_head as f64).powf(-0.25);
-    let mut q = project(x, n, dims.d, (w.q, w.proj_layout), hd, scale, new.threads);
-    let mut k = project(x, n, dims.d, (w.k, w.proj_layout), hd, scale, new.threads);
-    let v = values(&new, x)?;
+    let mut proj = project(&new, x, x);
+    proj.scale_qk(scale);
+    let v = values(&new, &proj, x);
     let table = RopeTable::shared(attrs.d_head, rotate_fraction, base, p + dims.t)?;
     let t = dims.t.max(1);
-    table.rotate_rows(&mut q, hd, attrs.d_head, |r| p + r % t);
-    table.rotate_rows(&mut k, hd, attrs.d_head, |r| p + r % t);
-    let key = append(attrs, dims, past.key, p, &k);
-    let value = append(attrs, dims, past.value, p, &v);
+    table.rotate_rows(proj.rows_mut(proj.q), attrs.d_head, |r| p + r % t);
+    table.rotate_rows(proj.rows_mut(proj.k), attrs.d_head, |r| p + r % t);
+    let new_keys: Vec<&[f32]> = proj.rows(proj.k).collect();
+    let new_values: Vec<&[f32]> = v.chunks_exact(hd).collect();
+    let key = append(attrs, dims, past.key, p, &new_keys);
+    let value = append(attrs, dims, past.value, p, &new_values);
     let full = Ctx {
         dims: Dims {
             tk: p + dims.t,
@@ -76,13 +78,14 @@ pub fn moe_attention_kv(
         },
         ..new
     };
-    let r = attend(&full, &q, (&key, &value, KvLayout::HeadMajor), None);
-    let y = outputs(&new, x, r)?;
+    let kv = Kv::HeadMajor { k: &key, v: &value };
+    let r = attend(&full, proj.mat(proj.q), kv, None);
+    let y = outputs(&new, &proj, r);
     Ok(KvStep { y, key, value })
 }
 
-/// `[batch, H, p, dh]` cache followed by the new `[batch, t, H*dh]` rows, head-major.
-fn append(a: &MoeAttentionAttrs, dims: Dims, cache: &[f32], p: usize, new: &[f32]) -> Vec<f32> {
+/// `[batch, H, p, dh]` cache followed by the new rows (`batch * t` of `H*dh`), head-major.
+fn append(a: &MoeAttentionAttrs, dims: Dims, cache: &[f32], p: usize, new: &[&[f32]]) -> Vec<f32> {
     let (h, dh, t) = (a.heads, a.d_head, dims.t);
     let total = p + t;
     let mut out = Vec::with_capacity(dims.batch * h * total * dh);
@@ -90,9 +93,8 @@ fn append(a: &MoeAttentionAttrs, dims: Dims, cache: &[f32], p: usize, new: &[f32
         for head in 0..h {
             let at = (b * h + head) * p * dh;
             out.extend_from_slice(&cache[at..at + p * dh]);
-            for r in 0..t {
-                let at = (b * t + r) * h * dh + head * dh;
-                out.extend_from_slice(&new[at..at + dh]);
+            for row in &new[b * t..(b + 1) * t] {
+                out.extend_from_slice(&row[head * dh..(head + 1) * dh]);
             }
         }
     }

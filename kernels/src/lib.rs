@@ -10,6 +10,7 @@ mod error;
 mod gemm;
 mod parallel;
 mod positions;
+mod projections;
 
 pub mod attention;
 pub mod cuda;
@@ -23,6 +24,6 @@ pub mod sigma_moe;
 pub use error::KernelError;
 pub use kv_attention::{KvPast, KvStep, moe_attention_kv};
 pub use linear::{DenseFfnWeights, WeightLayout, dense_ffn, linear, linear_with};
-pub use moe_attention::{MoeAttentionWeights, moe_attention};
+pub use moe_attention::{MoeAttentionWeights, Projections, moe_attention};
 pub use norm::{add_in_place, concat_seq, embedding, layer_norm, relu_in_place, softmax_rows};
 pub use sigma_moe::{SigmaMoeWeights, sigma_moe};

@@ -89,15 +89,14 @@ impl RopeTable {
         }
     }
 
-    /// Rotates every head of the `[rows, heads*dh]` matrix `x`; row r has position `pos(r)`.
-    pub fn rotate_rows(
+    /// Rotates every head (`dh` wide) of each row; row r has position `pos(r)`.
+    pub fn rotate_rows<'a>(
         &self,
-        x: &mut [f32],
-        width: usize,
+        rows: impl Iterator<Item = &'a mut [f32]>,
         dh: usize,
         pos: impl Fn(usize) -> usize,
     ) {
-        for (r, row) in x.chunks_exact_mut(width).enumerate() {
+        for (r, row) in rows.enumerate() {
             let p = pos(r);
             row.chunks_exact_mut(dh)
                 .for_each(|head| self.apply(head, p));

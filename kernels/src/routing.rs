@@ -46,29 +46,37 @@ pub struct Router<'a> {
 
 /// Routes the `n` rows of `x` (`[n, d]`) with `r`; the logits product runs on `threads`.
 pub fn route(x: &[f32], n: usize, d: usize, r: Router<'_>, threads: usize) -> Routing {
-    let Router {
-        sel,
-        layout,
-        groups,
-        experts,
-        k,
-    } = r;
-    let width = groups * experts;
-    let mut logits = project_rows(&x[..n * d], d, (sel, layout), width, threads);
+    let width = r.groups * r.experts;
+    let logits = project_rows(&x[..n * d], d, (r.sel, r.layout), width, threads);
+    route_logits(logits.chunks_exact(width.max(1)), r.groups, r.experts, r.k)
+}
+
+/// Routes rows of logits (`groups * experts` each): sigmoid, then the top `k` of each
+/// group's `experts` gates.
+pub(crate) fn route_logits<'a>(
+    rows: impl ExactSizeIterator<Item = &'a [f32]>,
+    groups: usize,
+    experts: usize,
+    k: usize,
+) -> Routing {
+    let n = rows.len();
     let mut routing = Routing {
         groups,
         k,
         idx: Vec::with_capacity(n * groups * k),
         gate: Vec::with_capacity(n * groups * k),
     };
-    for row in logits.chunks_exact_mut(width.max(1)) {
-        row.iter_mut()
-            .for_each(|l| *l = switchhead_ops::sigmoid(*l as f64) as f32);
+    let mut gates = vec![0f32; groups * experts];
+    for row in rows {
+        gates
+            .iter_mut()
+            .zip(row)
+            .for_each(|(g, &l)| *g = switchhead_ops::sigmoid(l as f64) as f32);
         for g in 0..groups {
             let base = g * experts;
-            select_top_k(&row[base..base + experts], k, |e| {
+            select_top_k(&gates[base..base + experts], k, |e| {
                 routing.idx.push((base + e) as u32);
-                routing.gate.push(row[base + e]);
+                routing.gate.push(gates[base + e]);
             });
         }
     }

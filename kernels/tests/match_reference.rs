@@ -7,8 +7,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use switchhead_kernels::moe_attention::Dims;
 use switchhead_kernels::{
-    KernelError, KvPast, MoeAttentionWeights, SigmaMoeWeights, WeightLayout, moe_attention,
-    moe_attention_kv, sigma_moe,
+    KernelError, KvPast, MoeAttentionWeights, Projections, SigmaMoeWeights, WeightLayout,
+    moe_attention, moe_attention_kv, sigma_moe,
 };
 use switchhead_ops::Tensor;
 use switchhead_ops::moe_attention::{AttentionLayer, Positions, ValueOutput};
@@ -108,21 +108,67 @@ fn attrs_of(c: &Case) -> MoeAttentionAttrs {
         pos: c.pos,
         causal: true,
         variant: c.variant,
+        merged: false,
     }
 }
 
 fn kernel_weights(w: &Weights) -> MoeAttentionWeights<'_> {
     MoeAttentionWeights {
-        q: w.q.data(),
-        k: w.k.data(),
+        proj: Projections::Separate {
+            q: w.q.data(),
+            k: w.k.data(),
+            sel_v: w.sel_v.as_ref().map(Tensor::data),
+            sel_o: w.sel_o.as_ref().map(Tensor::data),
+            sel_layout: WeightLayout::RowMajor,
+        },
         v: w.v.data(),
         o: w.o.data(),
-        sel_v: w.sel_v.as_ref().map(Tensor::data),
-        sel_o: w.sel_o.as_ref().map(Tensor::data),
         pos_to_pk: w.pk.as_ref().map(Tensor::data),
         proj_layout: WeightLayout::RowMajor,
-        sel_layout: WeightLayout::RowMajor,
         expert_layout: WeightLayout::RowMajor,
+    }
+}
+
+/// q, k and the routers as one merged `qkr` weight (rows q, k, sel_v, sel_o).
+fn merged_qkr(w: &Weights) -> Vec<f32> {
+    [Some(&w.q), Some(&w.k), w.sel_v.as_ref(), w.sel_o.as_ref()]
+        .into_iter()
+        .flatten()
+        .flat_map(|t| t.data().iter().copied())
+        .collect()
+}
+
+/// Without memory (xq = xkv), the merged projections give exactly the separate ones'
+/// result, row-major and in panels.
+fn check_merged(c: &Case, w: &Weights, x: &[f32], dims: Dims, want: (&[f32], &[f32])) {
+    let attrs = MoeAttentionAttrs {
+        merged: true,
+        ..attrs_of(c)
+    };
+    let qkr = merged_qkr(w);
+    let rows = attrs.merged_blocks().total();
+    let packed = to_panels(&qkr, rows, c.d);
+    let pk =
+        w.pk.as_ref()
+            .map(|t| to_panels(t.data(), c.heads * c.dh, c.d));
+    for ((data, layout), want) in [
+        (&qkr, WeightLayout::RowMajor),
+        (&packed, WeightLayout::Panels),
+    ]
+    .into_iter()
+    .zip([want.0, want.1])
+    {
+        let mut kw = kernel_weights(w);
+        kw.proj = Projections::Merged(data);
+        kw.proj_layout = layout;
+        if layout == WeightLayout::Panels {
+            kw.pos_to_pk = pk.as_deref();
+        }
+        let got = moe_attention(&attrs, &kw, x, x, dims, 3).expect("kernel, merged");
+        assert_eq!(
+            got, want,
+            "merged {layout:?} differs from separate projections"
+        );
     }
 }
 
@@ -154,13 +200,15 @@ fn run_case(c: Case, batch: usize, t: usize, mem: usize, seed: u64) {
     let router = |t: &Tensor| to_panels(t.data(), t.shape()[0], c.d);
     let (sel_v, sel_o) = (w.sel_v.as_ref().map(router), w.sel_o.as_ref().map(router));
     let kw_panels = MoeAttentionWeights {
-        q: &q,
-        k: &k,
+        proj: Projections::Separate {
+            q: &q,
+            k: &k,
+            sel_v: sel_v.as_deref(),
+            sel_o: sel_o.as_deref(),
+            sel_layout: WeightLayout::Panels,
+        },
         pos_to_pk: pk.as_deref(),
         proj_layout: WeightLayout::Panels,
-        sel_v: sel_v.as_deref(),
-        sel_o: sel_o.as_deref(),
-        sel_layout: WeightLayout::Panels,
         v: if experts { &v } else { kw.v },
         o: if experts { &o } else { kw.o },
         expert_layout: if experts {
@@ -171,6 +219,9 @@ fn run_case(c: Case, batch: usize, t: usize, mem: usize, seed: u64) {
     };
     let got_panels =
         moe_attention(&attrs, &kw_panels, &xq, xkv.data(), dims, 3).expect("kernel, panels");
+    if mem == 0 {
+        check_merged(&c, &w, &xq, dims, (&got, &got_panels));
+    }
     let rope = match c.pos {
         PosEncoding::Rope {
             rotate_fraction,
@@ -285,20 +336,13 @@ fn odd_rotated_channels_are_rejected() {
         pos: c.pos,
         causal: true,
         variant: c.variant,
+        merged: false,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let w = weights(&c, &mut rng);
     let kw = MoeAttentionWeights {
-        q: w.q.data(),
-        k: w.k.data(),
-        v: w.v.data(),
-        o: w.o.data(),
-        sel_v: None,
-        sel_o: None,
         pos_to_pk: None,
-        proj_layout: WeightLayout::RowMajor,
-        sel_layout: WeightLayout::RowMajor,
-        expert_layout: WeightLayout::RowMajor,
+        ..kernel_weights(&w)
     };
     let x = vec![0f32; 2 * c.d];
     let err = moe_attention(
@@ -396,7 +440,8 @@ fn rows(x: &[f32], batch: usize, n: usize, d: usize, from: usize, to: usize) -> 
         .collect()
 }
 
-/// Prefill then steps of `steps` sizes through the KV cache == one full pass.
+/// Prefill then steps of `steps` sizes through the KV cache == one full pass, with separate
+/// and with merged projections.
 fn kv_case(c: Case, batch: usize, prefill: usize, steps: &[usize], seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let w = weights(&c, &mut rng);
@@ -410,19 +455,30 @@ fn kv_case(c: Case, batch: usize, prefill: usize, steps: &[usize], seed: u64) {
         d: c.d,
     };
     let full = moe_attention(&attrs, &kw, x.data(), x.data(), dims(n), 2).expect("full pass");
-    let (mut key, mut value, mut at) = (Vec::new(), Vec::new(), 0);
-    for &t in std::iter::once(&prefill).chain(steps) {
-        let xs = rows(x.data(), batch, n, c.d, at, at + t);
-        let past = KvPast {
-            key: &key,
-            value: &value,
-            past: at,
-        };
-        let step = moe_attention_kv(&attrs, &kw, &xs, dims(t), past, 2).expect("kv step");
-        assert_close(&step.y, &rows(&full, batch, n, c.d, at, at + t), 1e-5);
-        (key, value, at) = (step.key, step.value, at + t);
+    let qkr = merged_qkr(&w);
+    let merged = MoeAttentionWeights {
+        proj: Projections::Merged(&qkr),
+        ..kw
+    };
+    let merged_attrs = MoeAttentionAttrs {
+        merged: true,
+        ..attrs
+    };
+    for (attrs, kw) in [(attrs, kw), (merged_attrs, merged)] {
+        let (mut key, mut value, mut at) = (Vec::new(), Vec::new(), 0);
+        for &t in std::iter::once(&prefill).chain(steps) {
+            let xs = rows(x.data(), batch, n, c.d, at, at + t);
+            let past = KvPast {
+                key: &key,
+                value: &value,
+                past: at,
+            };
+            let step = moe_attention_kv(&attrs, &kw, &xs, dims(t), past, 2).expect("kv step");
+            assert_close(&step.y, &rows(&full, batch, n, c.d, at, at + t), 1e-5);
+            (key, value, at) = (step.key, step.value, at + t);
+        }
+        assert_eq!(key.len(), batch * c.heads * n * c.dh);
     }
-    assert_eq!(key.len(), batch * c.heads * n * c.dh);
 }
 
 #[test]

@@ -8,6 +8,7 @@
 
 use crate::attention::{RelativeKeys, causal_attention};
 use crate::linear::{linear, matmul_rows};
+use crate::op::MergedBlocks;
 use crate::rope::Rope;
 use crate::router::{Routing, sigmoid_topk};
 use crate::sigma_moe::expert;
@@ -220,4 +221,25 @@ fn too_few_keys(xq: &Tensor, xkv: &Tensor) -> OpError {
         expected: format!("at least the {} query rows", xq.rows()),
         got: format!("{} rows", xkv.rows()),
     }
+}
+
+/// The row blocks of a merged `qkr [2*H*dh + R, D]` weight: q, k, then `sel_v` and `sel_o`
+/// (`None` where the block is empty), as `Op::MoEAttention` with `merged` lays them out.
+pub fn split_merged(qkr: &Tensor, blocks: MergedBlocks) -> Result<[Option<Tensor>; 4], OpError> {
+    let d = qkr.last_dim();
+    qkr.expect_shape("moe_attention qkr", &[blocks.total(), d])?;
+    let mut at = 0;
+    let mut take = |rows: usize| -> Result<Option<Tensor>, OpError> {
+        let data = qkr.data()[at * d..(at + rows) * d].to_vec();
+        at += rows;
+        (rows > 0)
+            .then(|| Tensor::new(vec![rows, d], data))
+            .transpose()
+    };
+    Ok([
+        take(blocks.q)?,
+        take(blocks.k)?,
+        take(blocks.sel_v)?,
+        take(blocks.sel_o)?,
+    ])
 }

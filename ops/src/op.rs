@@ -37,6 +37,103 @@ pub struct MoeAttentionAttrs {
     /// Always true for language models: query r sees keys up to `r + (Tk - T)`.
     pub causal: bool,
     pub variant: AttentionVariant,
+    /// Merged projections (the `merge-projections` pass): q, k and the routers are one
+    /// weight `qkr [2*H*dh + R, D]`, rows q, k, then `sel_v` and `sel_o` as the variant has
+    /// them (R rows in all), and xq and xkv are the same rows. One product gives all four; its
+    /// column blocks ([`MoeAttentionAttrs::merged_blocks`]) are read in place.
+    pub merged: bool,
+}
+
+/// Where each input of a `MoEAttention` node sits (see [`Op::MoEAttention`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionSlots {
+    /// `q`, or the merged `qkr` weight.
+    pub q: usize,
+    /// `k`; equals `q` when merged.
+    pub k: usize,
+    pub v: usize,
+    pub o: usize,
+    /// The separate value router, if the node has one (none when merged).
+    pub sel_v: Option<usize>,
+    /// The separate output router or head gate, if the node has one (none when merged).
+    pub sel_o: Option<usize>,
+    pub pos_to_pk: Option<usize>,
+}
+
+/// Rows (columns of the product) of each block of a merged `qkr` weight, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergedBlocks {
+    pub q: usize,
+    pub k: usize,
+    pub sel_v: usize,
+    pub sel_o: usize,
+}
+
+impl MergedBlocks {
+    /// All rows: the product's width.
+    pub fn total(&self) -> usize {
+        self.q + self.k + self.sel_v + self.sel_o
+    }
+
+    /// First column of each block: `(q, k, sel_v, sel_o)`.
+    pub fn starts(&self) -> (usize, usize, usize, usize) {
+        (0, self.q, self.q + self.k, self.q + self.k + self.sel_v)
+    }
+}
+
+impl MoeAttentionAttrs {
+    /// Router rows of the variant: `(sel_v, sel_o)`.
+    pub fn router_rows(&self) -> (usize, usize) {
+        let he = self.heads * self.experts;
+        match self.variant {
+            AttentionVariant::ExpertsVO => (he, he),
+            AttentionVariant::Gated => (0, self.heads),
+            AttentionVariant::Dense => (0, 0),
+        }
+    }
+
+    /// The blocks of the merged `qkr` weight.
+    pub fn merged_blocks(&self) -> MergedBlocks {
+        let hd = self.heads * self.d_head;
+        let (sel_v, sel_o) = self.router_rows();
+        MergedBlocks {
+            q: hd,
+            k: hd,
+            sel_v,
+            sel_o,
+        }
+    }
+
+    /// Where each input sits.
+    pub fn slots(&self) -> AttentionSlots {
+        let xl = self.pos == PosEncoding::Xl;
+        if self.merged {
+            return AttentionSlots {
+                q: 2,
+                k: 2,
+                v: 3,
+                o: 4,
+                sel_v: None,
+                sel_o: None,
+                pos_to_pk: xl.then_some(5),
+            };
+        }
+        let (sel_v, sel_o) = match self.variant {
+            AttentionVariant::ExpertsVO => (Some(6), Some(7)),
+            AttentionVariant::Gated => (None, Some(6)),
+            AttentionVariant::Dense => (None, None),
+        };
+        let routers = usize::from(sel_v.is_some()) + usize::from(sel_o.is_some());
+        AttentionSlots {
+            q: 2,
+            k: 3,
+            v: 4,
+            o: 5,
+            sel_v,
+            sel_o,
+            pos_to_pk: xl.then_some(6 + routers),
+        }
+    }
 }
 
 /// Attributes of [`Op::SigmaMoe`].
@@ -72,8 +169,8 @@ pub enum Op {
     /// Inputs: xq `[B, T, D]`, xkv `[B, Tk, D]`, q `[H*dh, D]`, k `[H*dh, D]`, v, o, then by
     /// variant: ExpertsVO `sel_v [H*E, D]`, `sel_o [H*E, D]`; Gated `sel_o [H, D]`; Dense none;
     /// then `pos_to_pk [H*dh, D]` when pos is Xl. v/o are `[H*E, D, dh]`/`[H*E, dh, D]` for
-    /// ExpertsVO, `[H*dh, D]`/`[D, H*dh]` otherwise. Output `[B, T, D]`
-    /// ([`crate::moe_attention`]).
+    /// ExpertsVO, `[H*dh, D]`/`[D, H*dh]` otherwise. Merged (`merged`): xq, xkv, `qkr`, v,
+    /// o, then `pos_to_pk` when Xl. Output `[B, T, D]` ([`crate::moe_attention`]).
     MoEAttention(MoeAttentionAttrs),
     /// Inputs: x `[.., D]`, router `[N_E, D]`, keys `[N_E, D, G]`, values `[N_E, G, D]`.
     /// Output like x ([`crate::sigma_moe`]).
@@ -112,10 +209,11 @@ impl Op {
 }
 
 fn moe_attention_arity(a: &MoeAttentionAttrs) -> usize {
-    let routers = match a.variant {
-        AttentionVariant::ExpertsVO => 2,
-        AttentionVariant::Gated => 1,
-        AttentionVariant::Dense => 0,
-    };
-    6 + routers + usize::from(a.pos == PosEncoding::Xl)
+    let s = a.slots();
+    let last = [s.v, s.o]
+        .into_iter()
+        .chain(s.sel_v)
+        .chain(s.sel_o)
+        .chain(s.pos_to_pk);
+    last.max().unwrap_or(0) + 1
 }

@@ -27,10 +27,13 @@ pub enum Recipe {
     },
     /// `len` copies of `value`.
     Fill { value: f32, len: usize },
+    /// The rows of `[rows_i, in]` weights stacked in order (projections merged into one).
+    ConcatRows { parts: Vec<String> },
 }
 
 impl fmt::Display for Recipe {
-    /// The text form: `scale_inputs("w", "g")`, `shift_bias("w", "s", "b")`, `fill(1.0, 72)`.
+    /// The text form: `scale_inputs("w", "g")`, `shift_bias("w", "s", "b")`, `fill(1.0, 72)`,
+    /// `concat_rows("q", "k")`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Recipe::ScaleInputs { weight, gain } => write!(f, "scale_inputs({weight:?}, {gain:?})"),
@@ -40,6 +43,10 @@ impl fmt::Display for Recipe {
                 bias,
             } => write!(f, "shift_bias({weight:?}, {shift:?}, {bias:?})"),
             Recipe::Fill { value, len } => write!(f, "fill({value:?}, {len})"),
+            Recipe::ConcatRows { parts } => {
+                let parts: Vec<String> = parts.iter().map(|p| format!("{p:?}")).collect();
+                write!(f, "concat_rows({})", parts.join(", "))
+            }
         }
     }
 }
@@ -90,6 +97,23 @@ impl Recipe {
             }
             Recipe::Fill { value, len } => {
                 Tensor::new(vec![*len], vec![*value; *len]).map_err(|e| bad(e.to_string()))
+            }
+            Recipe::ConcatRows { parts } => {
+                let (mut rows, mut width, mut data) = (0, None, Vec::new());
+                for part in parts {
+                    let t = weights.tensor(part)?;
+                    let (out, inp) = matrix(&t, part).map_err(bad)?;
+                    let first = *width.get_or_insert(inp);
+                    if first != inp {
+                        let reason =
+                            format!("{part} has {inp} columns, the parts before it {first}");
+                        return Err(bad(reason));
+                    }
+                    rows += out;
+                    data.extend_from_slice(t.data());
+                }
+                let shape = vec![rows, width.unwrap_or(0)];
+                Tensor::new(shape, data).map_err(|e| bad(e.to_string()))
             }
         }
     }

@@ -290,38 +290,47 @@ fn moe_attention(a: &MoeAttentionAttrs, inputs: &[&Fact]) -> Result<Fact, InferE
     )?;
     let (h, e, dh) = (a.heads, a.experts, a.d_head);
     let proj = [known(h * dh), d.clone()];
-    expect(inputs, 2, "q [H*dh, D]", &proj)?;
-    expect(inputs, 3, "k [H*dh, D]", &proj)?;
-    let mut next = 6;
-    match a.variant {
-        AttentionVariant::ExpertsVO => {
-            expect(
-                inputs,
-                4,
-                "v [H*E, D, dh]",
-                &[known(h * e), d.clone(), known(dh)],
-            )?;
-            expect(
-                inputs,
-                5,
-                "o [H*E, dh, D]",
-                &[known(h * e), known(dh), d.clone()],
-            )?;
-            expect(inputs, 6, "sel_v [H*E, D]", &[known(h * e), d.clone()])?;
-            expect(inputs, 7, "sel_o [H*E, D]", &[known(h * e), d.clone()])?;
-            next = 8;
-        }
-        AttentionVariant::Gated | AttentionVariant::Dense => {
-            expect(inputs, 4, "v [H*dh, D]", &proj)?;
-            expect(inputs, 5, "o [D, H*dh]", &[d.clone(), known(h * dh)])?;
-            if a.variant == AttentionVariant::Gated {
-                expect(inputs, 6, "sel_o [H, D]", &[known(h), d.clone()])?;
-                next = 7;
-            }
-        }
+    let s = a.slots();
+    if a.merged {
+        expect(
+            inputs,
+            1,
+            "xkv (xq itself)",
+            &xq.iter().cloned().map(Some).collect::<Vec<_>>(),
+        )?;
+        let rows = a.merged_blocks().total();
+        expect(
+            inputs,
+            s.q,
+            "qkr [2*H*dh + routers, D]",
+            &[known(rows), d.clone()],
+        )?;
+    } else {
+        expect(inputs, s.q, "q [H*dh, D]", &proj)?;
+        expect(inputs, s.k, "k [H*dh, D]", &proj)?;
     }
-    if a.pos == PosEncoding::Xl {
-        expect(inputs, next, "pos_to_pk [H*dh, D]", &proj)?;
+    let (sel_v, sel_o) = a.router_rows();
+    if a.variant == AttentionVariant::ExpertsVO {
+        let v = [known(h * e), d.clone(), known(dh)];
+        expect(inputs, s.v, "v [H*E, D, dh]", &v)?;
+        let o = [known(h * e), known(dh), d.clone()];
+        expect(inputs, s.o, "o [H*E, dh, D]", &o)?;
+    } else {
+        expect(inputs, s.v, "v [H*dh, D]", &proj)?;
+        expect(inputs, s.o, "o [D, H*dh]", &[d.clone(), known(h * dh)])?;
+    }
+    if let Some(i) = s.sel_v {
+        expect(inputs, i, "sel_v [H*E, D]", &[known(sel_v), d.clone()])?;
+    }
+    if let Some(i) = s.sel_o {
+        let what = match a.variant {
+            AttentionVariant::Gated => "sel_o [H, D]",
+            _ => "sel_o [H*E, D]",
+        };
+        expect(inputs, i, what, &[known(sel_o), d.clone()])?;
+    }
+    if let Some(i) = s.pos_to_pk {
+        expect(inputs, i, "pos_to_pk [H*dh, D]", &proj)?;
     }
     Ok(inputs[0].clone())
 }

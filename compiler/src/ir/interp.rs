@@ -11,7 +11,9 @@ use switchhead_ops::embedding::embedding;
 use switchhead_ops::ffn::{dense_ffn, relu_in_place};
 use switchhead_ops::layer_norm::layer_norm;
 use switchhead_ops::linear::linear;
-use switchhead_ops::moe_attention::{AttentionLayer, Positions, ValueOutput, moe_attention};
+use switchhead_ops::moe_attention::{
+    AttentionLayer, Positions, ValueOutput, moe_attention, split_merged,
+};
 use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, Op, PosEncoding};
 use switchhead_ops::rope::Rope;
 use switchhead_ops::sigma_moe::sigma_moe;
@@ -294,38 +296,50 @@ fn attention(a: &MoeAttentionAttrs, args: &[&InterpValue]) -> Result<Tensor, OpE
         } => Some(Rope::new(a.d_head, rotate_fraction, base)?),
         PosEncoding::Xl => None,
     };
-    let (value_output, next) = match a.variant {
-        AttentionVariant::ExpertsVO => (
-            ValueOutput::Experts {
-                v: t(4)?,
-                o: t(5)?,
-                sel_v: t(6)?,
-                sel_o: t(7)?,
-                k: a.k,
-            },
-            8,
-        ),
-        AttentionVariant::Gated => (
-            ValueOutput::Gated {
-                v: t(4)?,
-                o: t(5)?,
-                sel_o: t(6)?,
-            },
-            7,
-        ),
-        AttentionVariant::Dense => (ValueOutput::Dense { v: t(4)?, o: t(5)? }, 6),
+    let s = a.slots();
+    // The merged `qkr` split back into its blocks (the reference reads them separately).
+    let split = match a.merged {
+        true => split_merged(t(s.q)?, a.merged_blocks())?,
+        false => Default::default(),
     };
-    let positions = match &rope {
-        Some(r) => Positions::Rope(r),
-        None => Positions::Xl {
-            pos_to_pk: t(next)?,
+    let [q, k, sel_v, sel_o] = match a.merged {
+        true => split.each_ref().map(Option::as_ref).map(Ok),
+        false => [Some(s.q), Some(s.k), s.sel_v, s.sel_o].map(|i| i.map(t).transpose()),
+    };
+    let missing = |what: &str| OpError::Shape {
+        what: format!("moe_attention {what}"),
+        expected: "an input for this variant".into(),
+        got: "none".into(),
+    };
+    let (sel_v, sel_o) = (sel_v?, sel_o?);
+    let value_output = match a.variant {
+        AttentionVariant::ExpertsVO => ValueOutput::Experts {
+            v: t(s.v)?,
+            o: t(s.o)?,
+            sel_v: sel_v.ok_or_else(|| missing("sel_v"))?,
+            sel_o: sel_o.ok_or_else(|| missing("sel_o"))?,
+            k: a.k,
         },
+        AttentionVariant::Gated => ValueOutput::Gated {
+            v: t(s.v)?,
+            o: t(s.o)?,
+            sel_o: sel_o.ok_or_else(|| missing("sel_o"))?,
+        },
+        AttentionVariant::Dense => ValueOutput::Dense {
+            v: t(s.v)?,
+            o: t(s.o)?,
+        },
+    };
+    let positions = match (&rope, s.pos_to_pk) {
+        (Some(r), _) => Positions::Rope(r),
+        (None, Some(i)) => Positions::Xl { pos_to_pk: t(i)? },
+        (None, None) => return Err(missing("pos_to_pk")),
     };
     let layer = AttentionLayer {
         heads: a.heads,
         d_head: a.d_head,
-        q: t(2)?,
-        k: t(3)?,
+        q: q?.ok_or_else(|| missing("q"))?,
+        k: k?.ok_or_else(|| missing("k"))?,
         value_output,
         positions,
     };

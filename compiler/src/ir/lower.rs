@@ -85,6 +85,7 @@ pub fn attention_attrs(c: &Config) -> MoeAttentionAttrs {
         pos,
         causal: true,
         variant,
+        merged: false,
     }
 }
 

@@ -293,6 +293,10 @@ fn attention_attrs(
         pos: pos_encoding(a.take("pos", at, c)?, c)?,
         causal: a.num("causal", at, c)?,
         variant,
+        merged: match a.map.contains_key("merged") {
+            true => a.num("merged", at, c)?,
+            false => false,
+        },
     })
 }
 
@@ -488,9 +492,18 @@ impl<'a> Cursor<'a> {
                     .map_err(|_| self.error_at(lcol, &format!("bad fill length `{len}`")))?;
                 Recipe::Fill { value, len }
             }
+            "concat_rows" => {
+                let mut parts = vec![self.string()?];
+                while self.eat(",") {
+                    parts.push(self.string()?);
+                }
+                Recipe::ConcatRows { parts }
+            }
             other => {
-                let msg =
-                    format!("unknown recipe `{other}` (expected scale_inputs, shift_bias or fill)");
+                let msg = format!(
+                    "unknown recipe `{other}` (expected scale_inputs, shift_bias, fill or \
+                     concat_rows)"
+                );
                 return Err(self.error_at(col, &msg));
             }
         };

@@ -200,15 +200,21 @@ fn op_attrs(op: &Op) -> Vec<(&'static str, String)> {
         Op::LayerNorm { eps } => vec![("eps", format!("{eps:?}"))],
         Op::Linear { bias } => vec![("bias", bias.to_string())],
         Op::Softmax { axis } => vec![("axis", axis.to_string())],
-        Op::MoEAttention(a) => vec![
-            ("causal", a.causal.to_string()),
-            ("d_head", a.d_head.to_string()),
-            ("experts", a.experts.to_string()),
-            ("heads", a.heads.to_string()),
-            ("k", a.k.to_string()),
-            ("pos", pos_text(&a.pos)),
-            ("variant", variant_text(a.variant).to_string()),
-        ],
+        Op::MoEAttention(a) => {
+            let mut attrs = vec![
+                ("causal", a.causal.to_string()),
+                ("d_head", a.d_head.to_string()),
+                ("experts", a.experts.to_string()),
+                ("heads", a.heads.to_string()),
+                ("k", a.k.to_string()),
+            ];
+            if a.merged {
+                attrs.push(("merged", "true".to_string()));
+            }
+            attrs.push(("pos", pos_text(&a.pos)));
+            attrs.push(("variant", variant_text(a.variant).to_string()));
+            attrs
+        }
         Op::SigmaMoe(a) => vec![
             ("expert_size", a.expert_size.to_string()),
             ("experts", a.experts.to_string()),

@@ -343,6 +343,12 @@ fn custom_attrs(op: &Op) -> Option<Vec<AttributeProto>> {
                 attr_i("causal", i64::from(a.causal)),
                 attr_s("variant", variant),
             ])
+            .map(|mut attrs| {
+                if a.merged {
+                    attrs.push(attr_i("merged_projections", 1));
+                }
+                attrs
+            })
         }
         Op::SigmaMoe(a) => Some(vec![
             attr_i("experts", a.experts as i64),
@@ -356,6 +362,13 @@ fn custom_attrs(op: &Op) -> Option<Vec<AttributeProto>> {
 /// Formal input names of the custom ops' functions.
 fn formal_inputs(op: &Op) -> Vec<String> {
     let names: Vec<&str> = match op {
+        Op::MoEAttention(a) if a.merged => {
+            let mut n = vec!["xq", "xkv", "qkr", "v", "o"];
+            if a.pos == PosEncoding::Xl {
+                n.push("pos_to_pk");
+            }
+            n
+        }
         Op::MoEAttention(a) => {
             let mut n = vec!["xq", "xkv", "q", "k", "v", "o"];
             n.extend(match a.variant {

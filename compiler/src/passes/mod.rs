@@ -11,6 +11,7 @@ pub mod dead_code;
 pub mod fold_layernorm;
 pub mod infer_shapes;
 pub mod manager;
+pub mod merge_projections;
 pub mod rewrite;
 
 use crate::ir::Graph;
@@ -21,6 +22,7 @@ pub use dead_code::DeadCode;
 pub use fold_layernorm::FoldLayerNorm;
 pub use infer_shapes::InferShapes;
 pub use manager::{PassManager, PipelineError, RunOptions};
+pub use merge_projections::MergeProjections;
 
 /// Whether a pass changed the graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +71,7 @@ pub fn default_pipeline() -> Vec<Box<dyn Pass>> {
         Box::new(InferShapes),
         Box::new(ConstFold),
         Box::new(FoldLayerNorm),
+        Box::new(MergeProjections),
         Box::new(DeadCode),
     ]
 }

@@ -164,7 +164,7 @@ fn choose_panels(graph: &Graph, ids: &HashMap<ValueId, u32>, weights: &mut [Plan
     for (_, node) in graph.live_nodes() {
         for (slot, v) in node.inputs.iter().enumerate() {
             let Some(&id) = ids.get(v) else { continue };
-            let wanted = packed_layout(&node.op, slot, node.inputs.len());
+            let wanted = packed_layout(&node.op, slot);
             let agreed = uses.entry(id).or_insert(wanted);
             if *agreed != wanted {
                 *agreed = None;

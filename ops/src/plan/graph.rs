@@ -134,6 +134,9 @@ pub enum PlanOp {
         pos: PlanPos,
         causal: bool,
         variant: PlanVariant,
+        /// q, k and the routers in one `qkr` weight (absent: separate).
+        #[serde(default, skip_serializing_if = "is_false")]
+        merged: bool,
     },
     #[serde(rename = "SigmaMoE")]
     SigmaMoe {
@@ -205,7 +208,12 @@ fn attention_to_plan(a: &MoeAttentionAttrs) -> PlanOp {
         pos,
         causal: a.causal,
         variant,
+        merged: a.merged,
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 impl From<&PlanOp> for Op {
@@ -227,6 +235,7 @@ impl From<&PlanOp> for Op {
                 pos,
                 causal,
                 variant,
+                merged,
             } => Op::MoEAttention(MoeAttentionAttrs {
                 heads,
                 experts,
@@ -248,6 +257,7 @@ impl From<&PlanOp> for Op {
                     PlanVariant::Gated => AttentionVariant::Gated,
                     PlanVariant::Dense => AttentionVariant::Dense,
                 },
+                merged,
             }),
             PlanOp::SigmaMoe {
                 experts,
@@ -331,7 +341,7 @@ impl PlanGraph {
                 let Some(&(name, layout)) = packed.get(v) else {
                     continue;
                 };
-                if super::packed_layout(&Op::from(&n.op), slot, n.inputs.len()) != Some(layout) {
+                if super::packed_layout(&Op::from(&n.op), slot) != Some(layout) {
                     return Err(graph_err(format!(
                         "weight {name:?} is stored in {} but node {:?} reads it as input {slot}",
                         layout.name(),

@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::op::{AttentionVariant, Op, PosEncoding};
+use crate::op::{AttentionVariant, Op};
 
 /// Output rows per panel of the `panels` layout (two 16-lane vectors).
 pub const PANEL: usize = 32;
@@ -65,24 +65,23 @@ impl PlanLayout {
     }
 }
 
-/// The packed layout input `slot` of `op` (a node with `arity` inputs) may be stored in, if
+/// The packed layout input `slot` of `op` may be stored in, if
 /// any: `panels` for the `[out, in]` projections the CPU kernels stream panel by panel (the
 /// weight of `Linear`, `w1`/`w2` of `DenseFfn`; `q`, `k`, the routers and (XL) `pos_to_pk`
 /// of `MoEAttention`; the router of `SigmaMoE`); `expert_panels` for the expert stacks of the
 /// grouped expert products (`v` and `o` of an `experts_vo` `MoEAttention`, `keys` and
 /// `values` of `SigmaMoE`).
-pub fn packed_layout(op: &Op, slot: usize, arity: usize) -> Option<PlanLayout> {
+pub fn packed_layout(op: &Op, slot: usize) -> Option<PlanLayout> {
     let (panels, experts) = match op {
         Op::Linear { .. } => (slot == 1, false),
         Op::DenseFfn => (slot == 1 || slot == 3, false),
         Op::MoEAttention(a) => {
+            let s = a.slots();
             let routed = a.variant == AttentionVariant::ExpertsVO;
-            let xl = a.pos == PosEncoding::Xl;
-            // q, k, then the routers (slots 6.. before pos_to_pk), then pos_to_pk
-            let router = slot >= 6 && !(xl && slot + 1 == arity);
+            let proj = [Some(s.q), Some(s.k), s.sel_v, s.sel_o, s.pos_to_pk];
             (
-                slot == 2 || slot == 3 || router || (xl && slot + 1 == arity),
-                routed && (slot == 4 || slot == 5),
+                proj.contains(&Some(slot)),
+                routed && (slot == s.v || slot == s.o),
             )
         }
         Op::SigmaMoe(_) => (slot == 1, slot == 2 || slot == 3),

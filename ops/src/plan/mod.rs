@@ -70,7 +70,8 @@
 //! - A weight's optional `layout` (version 2) orders its elements: `row_major` (the default,
 //!   omitted; stored elements = product(shape)) or `panels`, for a rank-2 `[out, in]` weight
 //!   read only as the weight of `Linear`, `w1`/`w2` of `DenseFfn`, `q`, `k`, the routers
-//!   and (XL) `pos_to_pk` of `MoEAttention` (all alike), or the router of `SigmaMoE`
+//!   or the merged `qkr`, and (XL) `pos_to_pk` of `MoEAttention` (all alike), or the router
+//!   of `SigmaMoE`
 //!   (`packed_layout` names the slots): output rows in panels
 //!   of [`PANEL`] (the last zero padded), each panel input-major, so element `(o, i)` is at
 //!   `(o / 32) * in * 32 + i * 32 + o % 32` and stored elements = `ceil(out / 32) * 32 * in`;
@@ -89,14 +90,19 @@
 //!   - `{"type": "MoEAttention", "heads": H, "experts": E, "k": k, "d_head": dh,
 //!     "pos": {"kind": "rope", "rotate_fraction": 0.5, "base": 10000.0} | {"kind": "xl"},
 //!     "causal": true, "variant": "experts_vo" | "gated" | "dense"}`: xq, xkv, q, k, v, o,
-//!     then `sel_v`, `sel_o` (experts_vo), `sel_o` (gated), then `pos_to_pk` (xl).
+//!     then `sel_v`, `sel_o` (experts_vo), `sel_o` (gated), then `pos_to_pk` (xl). With
+//!     `"merged": true` (optional, version 2; written by the `merge-projections` pass): xq,
+//!     xkv (the same value), `qkr [2*H*dh + R, D]` (the rows of q, k, then the routers the
+//!     variant has), v, o, then `pos_to_pk` (xl).
 //!   - `{"type": "SigmaMoE", "experts": N_E, "expert_size": G, "k": K}`: x, router, keys,
 //!     values.
 //! - `meta` holds shape facts for loaders: `d_model`, `vocab_size`, `n_layers`, and
 //!   `chunk_size` (the training context, or null).
 //!
 //! Unknown JSON fields are rejected, so a reader never silently ignores something a newer
-//! writer meant; a change to the layout or the schema bumps [`FORMAT_VERSION`].
+//! writer meant; a change to the layout or the schema bumps [`FORMAT_VERSION`], except an
+//! optional field whose absence keeps the old meaning (`layout`, `merged`): older plans still
+//! load, and an older reader names the field it does not know.
 
 mod error;
 mod graph;

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use switchhead_kernels as k;
 use switchhead_kernels::moe_attention::Dims;
-use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, Op, PosEncoding, SigmaMoeAttrs};
+use switchhead_ops::op::{MoeAttentionAttrs, Op, SigmaMoeAttrs};
 use switchhead_ops::plan::PlanLayout;
 
 use super::program::{Program, Step};
@@ -397,47 +397,44 @@ fn attention_inputs<'s>(
             "MoEAttention expects rank-3 xq/xkv, got {sq:?}, {skv:?}"
         ));
     };
-    // a router: its stored elements and layout
-    let w = |i: usize| ins.get(i).map(|o| o.weight()).transpose();
-    let routers = match a.variant {
-        AttentionVariant::ExpertsVO => 2,
-        AttentionVariant::Gated => 1,
-        AttentionVariant::Dense => 0,
+    let slots = a.slots();
+    let weight = |i: Option<usize>| i.and_then(|i| ins.get(i)).map(|o| o.weight()).transpose();
+    let (_, q, proj_layout) = ins[slots.q].weight()?;
+    let proj = if a.merged {
+        k::Projections::Merged(q)
+    } else {
+        let (_, k, k_layout) = ins[slots.k].weight()?;
+        if k_layout != proj_layout {
+            return Err("MoEAttention q and k are stored in different layouts".into());
+        }
+        let (sel_v, sel_o) = (weight(slots.sel_v)?, weight(slots.sel_o)?);
+        let sel_layout = sel_o.map_or(k::WeightLayout::RowMajor, |(_, _, l)| l);
+        if sel_v.is_some_and(|(_, _, l)| l != sel_layout) {
+            return Err("MoEAttention sel_v and sel_o are stored in different layouts".into());
+        }
+        k::Projections::Separate {
+            q,
+            k,
+            sel_v: sel_v.map(|s| s.1),
+            sel_o: sel_o.map(|s| s.1),
+            sel_layout,
+        }
     };
-    let (sel_v, sel_o) = match a.variant {
-        AttentionVariant::ExpertsVO => (w(6)?, w(7)?),
-        AttentionVariant::Gated => (None, w(6)?),
-        AttentionVariant::Dense => (None, None),
-    };
-    let sel_layout = sel_o.map_or(k::WeightLayout::RowMajor, |(_, _, l)| l);
-    if sel_v.is_some_and(|(_, _, l)| l != sel_layout) {
-        return Err("MoEAttention sel_v and sel_o are stored in different layouts".into());
+    let pk = weight(slots.pos_to_pk)?;
+    if pk.is_some_and(|(_, _, l)| l != proj_layout) {
+        return Err("MoEAttention pos_to_pk and q are stored in different layouts".into());
     }
-    let (sel_v, sel_o) = (sel_v.map(|s| s.1), sel_o.map(|s| s.1));
-    // pos_to_pk (XL): its stored elements and layout, read once.
-    let pk = match a.pos {
-        PosEncoding::Xl => ins.get(6 + routers).map(|o| o.weight()).transpose()?,
-        PosEncoding::Rope { .. } => None,
-    };
-    let ((_, q, proj_layout), (_, k, k_layout)) = (ins[2].weight()?, ins[3].weight()?);
-    if k_layout != proj_layout || pk.is_some_and(|(_, _, l)| l != proj_layout) {
-        return Err("MoEAttention q, k and pos_to_pk are stored in different layouts".into());
-    }
-    let pos_to_pk = pk.map(|(_, data, _)| data);
-    let ((_, v, expert_layout), (_, o, o_layout)) = (ins[4].experts()?, ins[5].experts()?);
+    let ((_, v, expert_layout), (_, o, o_layout)) =
+        (ins[slots.v].experts()?, ins[slots.o].experts()?);
     if o_layout != expert_layout {
         return Err("MoEAttention v and o are stored in different layouts".into());
     }
     let weights = k::MoeAttentionWeights {
-        q,
-        k,
+        proj,
         v,
         o,
-        sel_v,
-        sel_o,
-        pos_to_pk,
+        pos_to_pk: pk.map(|(_, data, _)| data),
         proj_layout,
-        sel_layout,
         expert_layout,
     };
     let dims = Dims {

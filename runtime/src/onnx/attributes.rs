@@ -120,6 +120,19 @@ pub fn moe_attention_attrs(node: &pb::NodeProto) -> Result<MoeAttentionAttrs, Ru
         switchhead_ops::rope::Rope::new(d_head, rotate_fraction, base)
             .map_err(|e| n.err(attn::ROTATE_FRACTION, e.to_string()))?;
     }
+    let merged = match n
+        .find(attn::MERGED)
+        .map(|_| n.int(attn::MERGED))
+        .transpose()?
+    {
+        None | Some(0) => false,
+        Some(1) if node.input.first() == node.input.get(1) => true,
+        Some(1) => {
+            let reason = "merged projections need xq and xkv to be the same input";
+            return Err(n.err(attn::MERGED, reason));
+        }
+        Some(f) => return Err(n.err(attn::MERGED, format!("must be 0 or 1, got {f}"))),
+    };
     Ok(MoeAttentionAttrs {
         heads,
         experts,
@@ -128,6 +141,7 @@ pub fn moe_attention_attrs(node: &pb::NodeProto) -> Result<MoeAttentionAttrs, Ru
         pos,
         causal,
         variant,
+        merged,
     })
 }
 

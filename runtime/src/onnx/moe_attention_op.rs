@@ -9,9 +9,9 @@
 
 use switchhead_kernels::moe_attention::Dims;
 use switchhead_kernels::{
-    KvPast, MoeAttentionWeights, WeightLayout, moe_attention, moe_attention_kv,
+    KvPast, MoeAttentionWeights, Projections, WeightLayout, moe_attention, moe_attention_kv,
 };
-use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding};
+use switchhead_ops::op::MoeAttentionAttrs;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
@@ -75,33 +75,26 @@ impl EvalOp for MoEAttentionOp {
 impl MoEAttentionOp {
     /// The weight inputs, in the order `Op::MoEAttention` fixes.
     fn weights<'a>(&self, inputs: &'a [TValue]) -> TractResult<MoeAttentionWeights<'a>> {
-        let a = &self.attrs;
+        let s = self.attrs.slots();
         let slice = |i: usize| f32_slice(&inputs[i]);
-        let mut next = 6;
-        let mut take = || {
-            next += 1;
-            slice(next - 1)
-        };
-        let (sel_v, sel_o) = match a.variant {
-            AttentionVariant::ExpertsVO => (Some(take()?), Some(take()?)),
-            AttentionVariant::Gated => (None, Some(take()?)),
-            AttentionVariant::Dense => (None, None),
-        };
-        let pos_to_pk = if a.pos == PosEncoding::Xl {
-            Some(take()?)
+        let optional = |i: Option<usize>| i.map(slice).transpose();
+        let proj = if self.attrs.merged {
+            Projections::Merged(slice(s.q)?)
         } else {
-            None
+            Projections::Separate {
+                q: slice(s.q)?,
+                k: slice(s.k)?,
+                sel_v: optional(s.sel_v)?,
+                sel_o: optional(s.sel_o)?,
+                sel_layout: WeightLayout::RowMajor,
+            }
         };
         Ok(MoeAttentionWeights {
-            q: slice(2)?,
-            k: slice(3)?,
-            v: slice(4)?,
-            o: slice(5)?,
-            sel_v,
-            sel_o,
-            pos_to_pk,
+            proj,
+            v: slice(s.v)?,
+            o: slice(s.o)?,
+            pos_to_pk: optional(s.pos_to_pk)?,
             proj_layout: WeightLayout::RowMajor,
-            sel_layout: WeightLayout::RowMajor,
             expert_layout: WeightLayout::RowMajor,
         })
     }

@@ -21,6 +21,8 @@ pub mod attn {
     pub const CAUSAL: &str = "causal";
     pub const VARIANT: &str = "variant";
     pub const KV_CACHE: &str = "kv_cache";
+    /// 1: q, k and the routers are one `qkr` input (the `merge-projections` pass).
+    pub const MERGED: &str = "merged_projections";
 }
 
 /// Attribute names of `SigmaMoE`.

@@ -1,6 +1,8 @@
 //! `MoEAttention` -> standard ops; ExpertsVO's experts in either [`ExpertForm`].
 //!
-//! `q = (xq @ Wq^T) s`, `k = (xkv @ Wk^T) s`, `s = dh^-0.25`, split into heads `[B, H, L, dh]`.
+//! `q = (xq @ Wq^T) s`, `k = (xkv @ Wk^T) s`, `s = dh^-0.25`, split into heads `[B, H, L, dh]`;
+//! merged projections are one MatMul with `qkr` whose column blocks (`Slice`) are q, k and
+//! the router logits.
 //! Values: ExpertsVO, dense form, computes all E experts' values `[B, Tk, H, E, dh]` and sums
 //! them over E weighted by the dense gate of the value router (run on the key/value side);
 //! gather form gathers each token's k selected `Wv` matrices `[B, Tk, H, k, D, dh]`, one
@@ -21,9 +23,9 @@
 use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding};
 use switchhead_ops::rope::Rope;
 
-use super::common::{bin, dim, matmul_t, reshape, transpose, unsqueeze};
+use super::common::{bin, dim, matmul_t, reshape, slice, transpose, unsqueeze};
 use super::positions::{Lengths, causal_hidden, rope, xl_term};
-use super::router::{Routing, dense_gates, top_gates};
+use super::router::{Routing, dense_gates, logits, top_gates};
 use super::{ExpertForm, OpContext};
 use crate::onnx::builder::{Builder, attr_i, tensor_f32};
 use crate::onnx::emit::EmitError;
@@ -71,11 +73,10 @@ fn attention(
     let (h, dh) = (a.heads as i64, a.d_head as i64);
     let (xq, xkv) = (i[0], i[1]);
     let s = b.scalar_f32((a.d_head as f64).powf(-0.25) as f32);
-    let q = matmul_t(b, xq, i[2]);
-    let q = bin(b, "Mul", &q, &s);
+    let proj = project(b, a, i);
+    let q = bin(b, "Mul", &proj.q, &s);
     let q = split_heads(b, &q, h, dh);
-    let k = matmul_t(b, xkv, i[3]);
-    let k = bin(b, "Mul", &k, &s);
+    let k = bin(b, "Mul", &proj.k, &s);
     let k = split_heads(b, &k, h, dh);
     let (len, past_len) = match past {
         None => (lengths(b, xq, xkv), None),
@@ -84,7 +85,7 @@ fn attention(
             (len, Some(p))
         }
     };
-    let v = values(b, a, i, ctx.experts);
+    let v = values(b, a, (i, &proj), ctx.experts);
     let (q, k, rel) = match a.pos {
         PosEncoding::Rope {
             rotate_fraction,
@@ -143,7 +144,7 @@ fn attention(
     let p = b.op("Softmax", &[&logits], vec![attr_i("axis", -1)]);
     let r = bin(b, "MatMul", &p, &v);
     let r = transpose(b, &r, &[0, 2, 1, 3]);
-    Ok((outputs(b, a, i, &r, ctx.experts), present))
+    Ok((outputs(b, a, (i, &proj), &r, ctx.experts), present))
 }
 
 fn unsupported(reason: String) -> EmitError {
@@ -187,19 +188,62 @@ fn routing(a: &MoeAttentionAttrs) -> Routing {
     }
 }
 
+/// q and k (unscaled) and the router logits, each `[B, L, rows]`.
+struct Projected {
+    q: String,
+    k: String,
+    sel_v: String,
+    sel_o: String,
+}
+
+/// One MatMul per weight, or (merged) one MatMul with the `qkr` weight whose result is cut
+/// into its column blocks by `Slice`. Absent routers are left as empty names.
+fn project(b: &mut Builder, a: &MoeAttentionAttrs, i: &[&str]) -> Projected {
+    let (xq, xkv, s) = (i[0], i[1], a.slots());
+    if a.merged {
+        let all = matmul_t(b, xq, i[s.q]);
+        let blocks = a.merged_blocks();
+        let (q0, k0, v0, o0) = blocks.starts();
+        let mut cut = |at: usize, rows: usize| match rows {
+            0 => String::new(),
+            _ => slice(b, &all, -1, at as i64, (at + rows) as i64),
+        };
+        return Projected {
+            q: cut(q0, blocks.q),
+            k: cut(k0, blocks.k),
+            sel_v: cut(v0, blocks.sel_v),
+            sel_o: cut(o0, blocks.sel_o),
+        };
+    }
+    let mut router =
+        |x: &str, slot: Option<usize>| slot.map_or(String::new(), |j| logits(b, x, i[j]));
+    let (sel_v, sel_o) = (router(xkv, s.sel_v), router(xq, s.sel_o));
+    Projected {
+        q: matmul_t(b, xq, i[s.q]),
+        k: matmul_t(b, xkv, i[s.k]),
+        sel_v,
+        sel_o,
+    }
+}
+
 /// Values `[B, H, Tk, dh]`.
-fn values(b: &mut Builder, a: &MoeAttentionAttrs, i: &[&str], form: ExpertForm) -> String {
+fn values(
+    b: &mut Builder,
+    a: &MoeAttentionAttrs,
+    (i, p): (&[&str], &Projected),
+    form: ExpertForm,
+) -> String {
     let (h, e, dh) = (a.heads as i64, a.experts as i64, a.d_head as i64);
-    let xkv = i[1];
+    let (xkv, wv) = (i[1], i[a.slots().v]);
     if a.variant != AttentionVariant::ExpertsVO {
-        let v = matmul_t(b, xkv, i[4]);
+        let v = matmul_t(b, xkv, wv);
         return split_heads(b, &v, h, dh);
     }
     let v = match form {
         ExpertForm::Dense => {
-            let gate = dense_gates(b, xkv, i[6], routing(a));
+            let gate = dense_gates(b, &p.sel_v, routing(a));
             let gate = unsqueeze(b, &gate, &[4]);
-            let w = transpose(b, i[4], &[1, 0, 2]);
+            let w = transpose(b, wv, &[1, 0, 2]);
             let w = reshape(b, &w, &[0, h * e * dh]);
             let all = bin(b, "MatMul", xkv, &w);
             let all = reshape(b, &all, &[0, 0, h, e, dh]);
@@ -214,24 +258,24 @@ fn values(b: &mut Builder, a: &MoeAttentionAttrs, i: &[&str], form: ExpertForm) 
         ExpertForm::Gather => {
             // x [B,Tk,1,1,1,D] @ Wv[ids] [B,Tk,H,k,D,dh] -> [B,Tk,H,k,1,dh]
             let x = unsqueeze(b, xkv, &[2, 3, 4]);
-            gathered_sum(b, &x, (xkv, i[6], i[4]), routing(a), &[3, 4])
+            gathered_sum(b, &x, (&p.sel_v, wv), routing(a), &[3, 4])
         }
     };
     transpose(b, &v, &[0, 2, 1, 3])
 }
 
 /// Gather form: `sum_j gate_j * (x @ W[id_j])` reduced over `axes` (the slot axis 3 and the
-/// row axis 4, plus heads for the output). `(router_x, sel, w)`: the router's input, its
-/// selection weight and the stacked expert weight `[H*E, rows, cols]`; `x` is broadcast
-/// against the gathered `[B, L, H, k, rows, cols]`.
+/// row axis 4, plus heads for the output). `(logits, w)`: the router's logits and the
+/// stacked expert weight `[H*E, rows, cols]`; `x` is broadcast against the gathered
+/// `[B, L, H, k, rows, cols]`.
 fn gathered_sum(
     b: &mut Builder,
     x: &str,
-    (router_x, sel, w): (&str, &str, &str),
+    (logits, w): (&str, &str),
     r: Routing,
     axes: &[i64],
 ) -> String {
-    let (gate, ids) = top_gates(b, router_x, sel, r);
+    let (gate, ids) = top_gates(b, logits, r);
     let wg = b.op("Gather", &[w, &ids], vec![attr_i("axis", 0)]);
     let y = bin(b, "MatMul", x, &wg);
     let gate = unsqueeze(b, &gate, &[4, 5]);
@@ -244,38 +288,37 @@ fn gathered_sum(
 fn outputs(
     b: &mut Builder,
     a: &MoeAttentionAttrs,
-    i: &[&str],
+    (i, p): (&[&str], &Projected),
     r: &str,
     form: ExpertForm,
 ) -> String {
     let (h, e, dh) = (a.heads as i64, a.experts as i64, a.d_head as i64);
-    let xq = i[0];
+    let wo = i[a.slots().o];
     match (a.variant, form) {
         (AttentionVariant::ExpertsVO, ExpertForm::Dense) => {
-            let gate = dense_gates(b, xq, i[7], routing(a));
+            let gate = dense_gates(b, &p.sel_o, routing(a));
             let gate = unsqueeze(b, &gate, &[4]);
             let r = unsqueeze(b, r, &[3]);
             let rw = bin(b, "Mul", &r, &gate);
             let rw = reshape(b, &rw, &[0, 0, h * e * dh]);
-            let wo = reshape(b, i[5], &[h * e * dh, -1]);
+            let wo = reshape(b, wo, &[h * e * dh, -1]);
             bin(b, "MatMul", &rw, &wo)
         }
         (AttentionVariant::ExpertsVO, ExpertForm::Gather) => {
             // R [B,T,H,1,1,dh] @ Wo[ids] [B,T,H,k,dh,D] -> [B,T,H,k,1,D], summed over H, k.
             let r = unsqueeze(b, r, &[3, 4]);
-            gathered_sum(b, &r, (xq, i[7], i[5]), routing(a), &[2, 3, 4])
+            gathered_sum(b, &r, (&p.sel_o, wo), routing(a), &[2, 3, 4])
         }
         (AttentionVariant::Gated, _) => {
-            let g = matmul_t(b, xq, i[6]);
-            let g = b.op("Sigmoid", &[&g], vec![]);
+            let g = b.op("Sigmoid", &[&p.sel_o], vec![]);
             let g = unsqueeze(b, &g, &[3]);
             let r = bin(b, "Mul", r, &g);
             let r = reshape(b, &r, &[0, 0, h * dh]);
-            matmul_t(b, &r, i[5])
+            matmul_t(b, &r, wo)
         }
         (AttentionVariant::Dense, _) => {
             let r = reshape(b, r, &[0, 0, h * dh]);
-            matmul_t(b, &r, i[5])
+            matmul_t(b, &r, wo)
         }
     }
 }

@@ -17,10 +17,14 @@ pub struct Routing {
     pub k: i64,
 }
 
+/// The router logits `x @ sel^T` `[B, L, G*E]` for x `[B, L, D]` and sel `[G*E, D]`.
+pub fn logits(b: &mut Builder, x: &str, sel: &str) -> String {
+    matmul_t(b, x, sel)
+}
+
 /// `(sigmoid gates [B, L, G, E], TopK outputs [values, indices] each [B, L, G, k])`.
-fn top_k(b: &mut Builder, x: &str, sel: &str, r: Routing) -> (String, Vec<String>) {
-    let logits = matmul_t(b, x, sel);
-    let g = b.op("Sigmoid", &[&logits], vec![]);
+fn top_k(b: &mut Builder, logits: &str, r: Routing) -> (String, Vec<String>) {
+    let g = b.op("Sigmoid", &[logits], vec![]);
     let g = reshape(b, &g, &[0, 0, r.groups, r.experts]);
     let kk = b.ints(&[r.k]);
     let attrs = vec![
@@ -32,9 +36,9 @@ fn top_k(b: &mut Builder, x: &str, sel: &str, r: Routing) -> (String, Vec<String
     (g, top)
 }
 
-/// Dense gates `[B, L, groups, experts]` for x `[B, L, D]` and sel `[groups*experts, D]`.
-pub fn dense_gates(b: &mut Builder, x: &str, sel: &str, r: Routing) -> String {
-    let (g, top) = top_k(b, x, sel, r);
+/// Dense gates `[B, L, groups, experts]` from the router [`logits`].
+pub fn dense_gates(b: &mut Builder, logits: &str, r: Routing) -> String {
+    let (g, top) = top_k(b, logits, r);
     let shape = b.op("Shape", &[&g], vec![]);
     // An explicit f32 zero: ONNX defaults to it, but tract does not infer that default.
     let zero = attr_tensor("value", tensor_f32(&[0.0], &[1]));
@@ -47,9 +51,9 @@ pub fn dense_gates(b: &mut Builder, x: &str, sel: &str, r: Routing) -> String {
 }
 
 /// `(gates, flat expert ids)`, both `[B, L, groups, k]`: the selected sigmoid gates and
-/// `group*experts + e` for each selected expert e (int64).
-pub fn top_gates(b: &mut Builder, x: &str, sel: &str, r: Routing) -> (String, String) {
-    let (_, top) = top_k(b, x, sel, r);
+/// `group*experts + e` for each selected expert e (int64), from the router [`logits`].
+pub fn top_gates(b: &mut Builder, logits: &str, r: Routing) -> (String, String) {
+    let (_, top) = top_k(b, logits, r);
     let offsets: Vec<i64> = (0..r.groups).map(|g| g * r.experts).collect();
     let offsets = b.constant(tensor_i64(&offsets, &[r.groups, 1]));
     let ids = bin(b, "Add", &top[1], &offsets);

@@ -9,7 +9,7 @@ use switchhead_ops::op::SigmaMoeAttrs;
 
 use super::ExpertForm;
 use super::common::{bin, reshape, transpose, unsqueeze};
-use super::router::{Routing, dense_gates, top_gates};
+use super::router::{Routing, dense_gates, logits, top_gates};
 use crate::onnx::builder::{Builder, attr_i};
 
 /// Inputs x `[B, T, D]`, router `[N_E, D]`, keys `[N_E, D, G]`, values `[N_E, G, D]`.
@@ -27,7 +27,8 @@ pub fn sigma_moe(b: &mut Builder, a: &SigmaMoeAttrs, i: &[&str], form: ExpertFor
 
 fn dense(b: &mut Builder, a: &SigmaMoeAttrs, i: &[&str], r: Routing) -> String {
     let (ne, g) = (r.experts, a.expert_size as i64);
-    let gate = dense_gates(b, i[0], i[1], r);
+    let l = logits(b, i[0], i[1]);
+    let gate = dense_gates(b, &l, r);
     let gate = reshape(b, &gate, &[0, 0, ne, 1]);
     let keys = transpose(b, i[2], &[1, 0, 2]);
     let keys = reshape(b, &keys, &[0, ne * g]);
@@ -41,7 +42,8 @@ fn dense(b: &mut Builder, a: &SigmaMoeAttrs, i: &[&str], r: Routing) -> String {
 }
 
 fn gather(b: &mut Builder, i: &[&str], r: Routing) -> String {
-    let (gate, ids) = top_gates(b, i[0], i[1], r);
+    let l = logits(b, i[0], i[1]);
+    let (gate, ids) = top_gates(b, &l, r);
     let ids = reshape(b, &ids, &[0, 0, r.k]);
     let gate = reshape(b, &gate, &[0, 0, r.k, 1, 1]);
     let keys = b.op("Gather", &[i[2], &ids], vec![attr_i("axis", 0)]);

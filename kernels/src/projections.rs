@@ -1,0 +1,183 @@
+//! The input projections of an attention layer: q, k and the routers' logits, from separate
+//! weights or from one merged `qkr` weight (the `merge-projections` pass).
+//!
+//! Either way every projection is a [`Block`] of columns of a row-major buffer: merged, all
+//! four are column ranges of the one product `[rows, 2*H*dh + R]`, read in place (views,
+//! no copies); separate, each is a whole buffer of its own. Later stages (scaling, RoPE,
+//! routing, attention, the KV cache) read and write through the blocks.
+
+use switchhead_ops::op::MoeAttentionAttrs;
+
+use crate::gemm::Mat;
+use crate::linear::{WeightLayout, project_rows};
+
+/// How q, k and the routers of an attention layer are stored.
+#[derive(Debug, Clone, Copy)]
+pub enum Projections<'a> {
+    /// Separate weights: q and k `[H*dh, D]` (in the layer's `proj_layout`), the routers
+    /// in `sel_layout`: `sel_v [H*E, D]` (experts variant), `sel_o [H*E, D]` (experts) or
+    /// `[H, D]` (gated).
+    Separate {
+        q: &'a [f32],
+        k: &'a [f32],
+        sel_v: Option<&'a [f32]>,
+        sel_o: Option<&'a [f32]>,
+        sel_layout: WeightLayout,
+    },
+    /// One `qkr` weight in the layer's `proj_layout`, blocks as
+    /// `MoeAttentionAttrs::merged_blocks`; the layer's xq and xkv are then the same rows.
+    Merged(&'a [f32]),
+}
+
+/// `width` columns from column `at` of buffer `buf`, whose rows are `stride` apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Block {
+    buf: usize,
+    at: usize,
+    pub width: usize,
+    stride: usize,
+}
+
+/// The projections of one call.
+pub(crate) struct Projected {
+    bufs: Vec<Vec<f32>>,
+    pub q: Block,
+    pub k: Block,
+    pub sel_v: Option<Block>,
+    pub sel_o: Option<Block>,
+}
+
+/// One product: `x` `[n, d]` times a weight `[width, d]` in `layout`.
+pub(crate) struct Product<'a> {
+    pub x: &'a [f32],
+    pub n: usize,
+    pub w: &'a [f32],
+    pub layout: WeightLayout,
+    pub width: usize,
+}
+
+impl Projected {
+    /// Projects `xq` (`nq` rows) and `xkv` (`nkv` rows, `d` wide) with `proj`.
+    #[allow(clippy::too_many_arguments)] // the two sides and the weights of one layer
+    pub fn new(
+        a: &MoeAttentionAttrs,
+        (proj, proj_layout): (Projections<'_>, WeightLayout),
+        (xq, nq): (&[f32], usize),
+        (xkv, nkv): (&[f32], usize),
+        d: usize,
+        threads: usize,
+    ) -> Self {
+        let mut p = Projected {
+            bufs: Vec::new(),
+            q: Block::EMPTY,
+            k: Block::EMPTY,
+            sel_v: None,
+            sel_o: None,
+        };
+        match proj {
+            Projections::Merged(w) => {
+                let blocks = a.merged_blocks();
+                let width = blocks.total();
+                let whole = p.product(
+                    Product {
+                        x: xq,
+                        n: nq,
+                        w,
+                        layout: proj_layout,
+                        width,
+                    },
+                    d,
+                    threads,
+                );
+                let (q0, k0, v0, o0) = blocks.starts();
+                let block = |at, width| Block { at, width, ..whole };
+                p.q = block(q0, blocks.q);
+                p.k = block(k0, blocks.k);
+                p.sel_v = (blocks.sel_v > 0).then(|| block(v0, blocks.sel_v));
+                p.sel_o = (blocks.sel_o > 0).then(|| block(o0, blocks.sel_o));
+            }
+            Projections::Separate {
+                q,
+                k,
+                sel_v,
+                sel_o,
+                sel_layout,
+            } => {
+                let blocks = a.merged_blocks();
+                let side = |x, n, w, layout, width| Product {
+                    x,
+                    n,
+                    w,
+                    layout,
+                    width,
+                };
+                p.q = p.product(side(xq, nq, q, proj_layout, blocks.q), d, threads);
+                p.k = p.product(side(xkv, nkv, k, proj_layout, blocks.k), d, threads);
+                p.sel_v = sel_v
+                    .filter(|_| blocks.sel_v > 0)
+                    .map(|s| p.product(side(xkv, nkv, s, sel_layout, blocks.sel_v), d, threads));
+                p.sel_o = sel_o
+                    .filter(|_| blocks.sel_o > 0)
+                    .map(|s| p.product(side(xq, nq, s, sel_layout, blocks.sel_o), d, threads));
+            }
+        }
+        p
+    }
+
+    /// Runs one product into a new buffer; its block is the whole buffer.
+    fn product(&mut self, pr: Product<'_>, d: usize, threads: usize) -> Block {
+        let y = project_rows(&pr.x[..pr.n * d], d, (pr.w, pr.layout), pr.width, threads);
+        self.bufs.push(y);
+        Block {
+            buf: self.bufs.len() - 1,
+            at: 0,
+            width: pr.width,
+            stride: pr.width,
+        }
+    }
+
+    /// The block's rows.
+    pub fn rows(&self, b: Block) -> impl ExactSizeIterator<Item = &[f32]> {
+        self.bufs[b.buf]
+            .chunks_exact(b.stride.max(1))
+            .map(move |row| &row[b.at..b.at + b.width])
+    }
+
+    /// The block's rows, writable.
+    pub fn rows_mut(&mut self, b: Block) -> impl Iterator<Item = &mut [f32]> {
+        self.bufs[b.buf]
+            .chunks_exact_mut(b.stride.max(1))
+            .map(move |row| &mut row[b.at..b.at + b.width])
+    }
+
+    /// The block as a strided matrix view.
+    pub fn mat(&self, b: Block) -> Mat<'_> {
+        let data = &self.bufs[b.buf];
+        Mat {
+            data,
+            rows: data.len() / b.stride.max(1),
+            cols: b.stride,
+            rs: b.stride,
+            cs: 1,
+        }
+        .col_range(b.at, b.width)
+    }
+
+    /// Multiplies q and k by `scale` (as the reference: in f64, rounded to f32).
+    pub fn scale_qk(&mut self, scale: f64) {
+        for b in [self.q, self.k] {
+            self.rows_mut(b)
+                .flatten()
+                .for_each(|v| *v = (*v as f64 * scale) as f32);
+        }
+    }
+}
+
+impl Block {
+    const EMPTY: Block = Block {
+        buf: 0,
+        at: 0,
+        width: 0,
+        stride: 0,
+    };
+}
