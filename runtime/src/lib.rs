@@ -8,6 +8,7 @@
 //! optimised once at load. A `.shplan` file (`switchhead_ops::plan`) runs on the
 //! [`native`] executor instead: our kernels, weights used in place from a memory map. Errors are typed ([`RuntimeError`]); nothing here panics on input.
 
+mod alloc;
 mod decoder;
 mod error;
 mod info;
@@ -19,6 +20,7 @@ pub mod backend;
 pub mod native;
 pub mod onnx;
 
+pub use alloc::tune_allocator;
 pub use decoder::Decoder;
 pub use error::RuntimeError;
 pub use info::{KvShape, ModelInfo};

@@ -32,6 +32,8 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Large activation buffers stay in the heap between ops (see the function's doc).
+    switchhead_runtime::tune_allocator();
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Synth(a) => synth::run(a),
