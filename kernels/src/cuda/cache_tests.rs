@@ -11,11 +11,21 @@ fn req<'a>(source: &'a str, arch: &'a str, options: &'a [String]) -> CompileRequ
     }
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
+/// A fresh path under the system temp dir, removed (file or tree) when dropped.
+struct TempPath(PathBuf);
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn temp_dir(tag: &str) -> TempPath {
     let d = std::env::temp_dir().join(format!("sh-kcache-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     let _ = std::fs::remove_file(&d);
-    d
+    TempPath(d)
 }
 
 /// A fake compiler that counts its calls and returns a PTX-looking string.
@@ -58,7 +68,8 @@ fn key_fields_are_length_prefixed() {
 
 #[test]
 fn miss_compiles_and_stores_then_hit_reads_without_compiling() {
-    let cache = KernelCache::new(temp_dir("hit"));
+    let dir = temp_dir("hit");
+    let cache = KernelCache::new(dir.0.clone());
     let calls = Cell::new(0);
     let fake = counting(&calls);
     let opts = default_options();
@@ -82,7 +93,8 @@ fn miss_compiles_and_stores_then_hit_reads_without_compiling() {
 
 #[test]
 fn compile_errors_pass_through_and_store_nothing() {
-    let cache = KernelCache::new(temp_dir("err"));
+    let dir = temp_dir("err");
+    let cache = KernelCache::new(dir.0.clone());
     let failing = |r: &CompileRequest<'_>| -> Result<String, CudaKernelError> {
         Err(CudaKernelError::Compile {
             name: r.name.into(),
@@ -99,7 +111,8 @@ fn compile_errors_pass_through_and_store_nothing() {
 
 #[test]
 fn without_a_compiler_prebuilt_ptx_is_used_else_a_typed_error() {
-    let cache = KernelCache::new(temp_dir("pre"));
+    let dir = temp_dir("pre");
+    let cache = KernelCache::new(dir.0.clone());
     let why = CudaKernelError::NvrtcUnavailable {
         reason: "libnvrtc not found".into(),
     };
@@ -121,7 +134,8 @@ fn without_a_compiler_prebuilt_ptx_is_used_else_a_typed_error() {
 
 #[test]
 fn a_cached_entry_wins_over_prebuilt_without_a_compiler() {
-    let cache = KernelCache::new(temp_dir("both"));
+    let dir = temp_dir("both");
+    let cache = KernelCache::new(dir.0.clone());
     let calls = Cell::new(0);
     let opts = default_options();
     let r = req("src", "compute_90", &opts);
@@ -137,8 +151,8 @@ fn a_cached_entry_wins_over_prebuilt_without_a_compiler() {
 #[test]
 fn an_unwritable_cache_still_returns_the_ptx() {
     let file = temp_dir("ro");
-    std::fs::write(&file, "not a directory").unwrap();
-    let cache = KernelCache::new(file.join("sub"));
+    std::fs::write(&file.0, "not a directory").unwrap();
+    let cache = KernelCache::new(file.0.join("sub"));
     let calls = Cell::new(0);
     let opts = default_options();
     let ptx = cache
