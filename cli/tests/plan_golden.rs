@@ -57,7 +57,9 @@ fn row_major_plans() {
 #[test]
 fn plans_with_unpacked_routers_and_experts() {
     fn older(w: &PlanWeight) -> bool {
-        w.layout == PlanLayout::ExpertPanels || w.name.contains("sel") || w.name.contains("pkm")
+        w.layout == PlanLayout::ExpertPanels
+            || w.name.contains("selections")
+            || w.name.contains("expert_sel")
     }
     for name in ["xl", "switchall", "gated"] {
         let path =

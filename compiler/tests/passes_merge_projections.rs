@@ -1,5 +1,6 @@
 //! `merge-projections`: q, k and the routers of a self-attention layer stacked into one
-//! derived `qkr` weight; left alone where the query and key/value sides differ (XL memory).
+//! derived `qkr` weight; where the query and key/value sides differ (XL memory), each side's
+//! projections into one (`qo`, `kv`).
 
 mod ir_util;
 
@@ -8,8 +9,8 @@ use switchhead_compiler::ir::interp::{InterpValue, run};
 use switchhead_compiler::ir::{Recipe, materialize, parse, print, verify};
 use switchhead_compiler::passes::{Changed, MergeProjections, Pass};
 
-/// a1: SwitchHead with RoPE on one input (merged); a2: gated XL with memory, xq != xkv
-/// (kept); a3: dense with RoPE (merged, q and k only).
+/// a1: SwitchHead with RoPE on one input (all merged); a2: gated XL with memory, xq != xkv
+/// (merged by sides); a3: dense with RoPE (all merged: q and k only).
 const FIXTURE: &str = r#"input %0 = "x": f32[B,T,8]
 input %1 = "m": f32[B,M,8]
 %2 = weight f32[8,8] @ "q"
@@ -47,7 +48,14 @@ fn fixture_before_after() {
             parts: vec!["q".into(), "k".into()]
         })
     );
-    assert_eq!(g.derived.len(), 2, "{:?}", g.derived.keys());
+    assert_eq!(
+        g.derived.get("a2.qo"),
+        Some(&Recipe::ConcatRows {
+            parts: vec!["q".into(), "g".into()]
+        })
+    );
+    // the gated variant has no value router: its key side is k itself
+    assert_eq!(g.derived.len(), 3, "{:?}", g.derived.keys());
     // merged layers are not merged again
     assert_eq!(MergeProjections.run(&mut g).unwrap(), Changed::No);
     let back = parse(&print(&g)).unwrap();
@@ -79,18 +87,24 @@ fn fixture_same_numbers() {
     let qkr = all.tensor("a1.qkr").unwrap();
     assert_eq!(qkr.shape(), &[28, 8]);
     assert_eq!(&qkr.data()[..64], all.tensor("q").unwrap().data());
+    let qo = all.tensor("a2.qo").unwrap();
+    assert_eq!(qo.shape(), &[10, 8]);
+    assert_eq!(&qo.data()[64..], all.tensor("g").unwrap().data());
 }
 
 #[test]
 fn bad_merges_are_rejected() {
-    // a merged layer whose inputs are not one value
+    // an all-merged layer whose inputs are not one value
     let text = FIXTURE.replace(
-        "variant=gated](%12, %13,",
-        "merged=true, variant=gated](%12, %13,",
+        "pos=xl, variant=gated](%12, %13, %2, %3, %8, %9, %10, %11)",
+        "merged=all, pos=xl, variant=gated](%12, %13, %2, %8, %9, %11)",
     );
     let g = parse(&text).unwrap();
     let err = verify(&g).unwrap_err().to_string();
-    assert!(err.contains("a2"), "{err}");
+    assert!(err.contains("a2") && err.contains("xq itself"), "{err}");
+    let text = FIXTURE.replace("variant=gated]", "merged=some, variant=gated]");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("unknown merge `some`"), "{err}");
     // parts of different widths: a clear error naming the weight
     let parts = "%0 = weight f32[2,4] @ \"a\"\n%1 = weight f32[2,3] @ \"b\"\n%2 = Add(%0, %1)  # s\noutput \"s\" = %2\n";
     let w = random_weights(&parse(parts).unwrap(), 1);

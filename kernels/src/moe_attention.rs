@@ -347,6 +347,11 @@ fn check_projections(
             let len = w.proj_layout.stored_len(blocks.total(), d);
             check_len("MoEAttention qkr", qkr, len)
         }
+        Projections::Sides { qo, kv } => {
+            let (wq, wk) = blocks.sides();
+            check_len("MoEAttention qo", qo, w.proj_layout.stored_len(wq, d))?;
+            check_len("MoEAttention kv", kv, w.proj_layout.stored_len(wk, d))
+        }
         Projections::Separate {
             q,
             k,

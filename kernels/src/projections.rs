@@ -1,9 +1,11 @@
 //! The input projections of an attention layer: q, k and the routers' logits, from separate
-//! weights or from one merged `qkr` weight (the `merge-projections` pass).
+//! weights, from one merged `qkr` weight or from the two merged sides `qo` and `kv` (the
+//! `merge-projections` pass).
 //!
 //! Either way every projection is a [`Block`] of columns of a row-major buffer: merged, all
-//! four are column ranges of the one product `[rows, 2*H*dh + R]`, read in place (views,
-//! no copies); separate, each is a whole buffer of its own. Later stages (scaling, RoPE,
+//! four are column ranges of the one product `[rows, 2*H*dh + R]` (or q and `sel_o` of the
+//! query side's, k and `sel_v` of the key side's), read in place (views, no copies);
+//! separate, each is a whole buffer of its own. Later stages (scaling, RoPE,
 //! routing, attention, the KV cache) read and write through the blocks.
 
 use switchhead_ops::op::MoeAttentionAttrs;
@@ -27,6 +29,9 @@ pub enum Projections<'a> {
     /// One `qkr` weight in the layer's `proj_layout`, blocks as
     /// `MoeAttentionAttrs::merged_blocks`; the layer's xq and xkv are then the same rows.
     Merged(&'a [f32]),
+    /// Merged by sides, both in the layer's `proj_layout`: `qo` (rows q, `sel_o`) for xq and
+    /// `kv` (rows k, `sel_v`) for xkv.
+    Sides { qo: &'a [f32], kv: &'a [f32] },
 }
 
 /// `width` columns from column `at` of buffer `buf`, whose rows are `stride` apart.
@@ -95,6 +100,24 @@ impl Projected {
                 p.k = block(k0, blocks.k);
                 p.sel_v = (blocks.sel_v > 0).then(|| block(v0, blocks.sel_v));
                 p.sel_o = (blocks.sel_o > 0).then(|| block(o0, blocks.sel_o));
+            }
+            Projections::Sides { qo, kv } => {
+                let blocks = a.merged_blocks();
+                let (wq, wk) = blocks.sides();
+                let side = |x, n, w, width| Product {
+                    x,
+                    n,
+                    w,
+                    layout: proj_layout,
+                    width,
+                };
+                let query = p.product(side(xq, nq, qo, wq), d, threads);
+                let keys = p.product(side(xkv, nkv, kv, wk), d, threads);
+                let block = |whole: Block, at, width| Block { at, width, ..whole };
+                p.q = block(query, 0, blocks.q);
+                p.sel_o = (blocks.sel_o > 0).then(|| block(query, blocks.q, blocks.sel_o));
+                p.k = block(keys, 0, blocks.k);
+                p.sel_v = (blocks.sel_v > 0).then(|| block(keys, blocks.k, blocks.sel_v));
             }
             Projections::Separate {
                 q,

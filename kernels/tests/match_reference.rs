@@ -12,7 +12,7 @@ use switchhead_kernels::{
 };
 use switchhead_ops::Tensor;
 use switchhead_ops::moe_attention::{AttentionLayer, Positions, ValueOutput};
-use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding};
+use switchhead_ops::op::{AttentionVariant, Merge, MoeAttentionAttrs, PosEncoding};
 use switchhead_ops::plan::{to_expert_panels, to_panels};
 use switchhead_ops::rope::Rope;
 
@@ -108,7 +108,7 @@ fn attrs_of(c: &Case) -> MoeAttentionAttrs {
         pos: c.pos,
         causal: true,
         variant: c.variant,
-        merged: false,
+        merged: Merge::None,
     }
 }
 
@@ -129,45 +129,89 @@ fn kernel_weights(w: &Weights) -> MoeAttentionWeights<'_> {
     }
 }
 
-/// q, k and the routers as one merged `qkr` weight (rows q, k, sel_v, sel_o).
-fn merged_qkr(w: &Weights) -> Vec<f32> {
-    [Some(&w.q), Some(&w.k), w.sel_v.as_ref(), w.sel_o.as_ref()]
-        .into_iter()
+/// Rows of the given weights stacked in order (absent ones skipped).
+fn stack(parts: &[Option<&Tensor>]) -> Vec<f32> {
+    parts
+        .iter()
         .flatten()
         .flat_map(|t| t.data().iter().copied())
         .collect()
 }
 
-/// Without memory (xq = xkv), the merged projections give exactly the separate ones'
-/// result, row-major and in panels.
-fn check_merged(c: &Case, w: &Weights, x: &[f32], dims: Dims, want: (&[f32], &[f32])) {
-    let attrs = MoeAttentionAttrs {
-        merged: true,
-        ..attrs_of(c)
-    };
+/// q, k and the routers as one merged `qkr` weight (rows q, k, sel_v, sel_o).
+fn merged_qkr(w: &Weights) -> Vec<f32> {
+    stack(&[Some(&w.q), Some(&w.k), w.sel_v.as_ref(), w.sel_o.as_ref()])
+}
+
+/// Merged projections give exactly the separate ones' result, row-major and in panels: by
+/// sides always, all in one when xq is xkv (no memory).
+fn check_merged(
+    c: &Case,
+    w: &Weights,
+    (xq, xkv): (&[f32], &[f32]),
+    dims: Dims,
+    want: (&[f32], &[f32]),
+) {
+    let blocks = attrs_of(c).merged_blocks();
     let qkr = merged_qkr(w);
-    let rows = attrs.merged_blocks().total();
-    let packed = to_panels(&qkr, rows, c.d);
+    let qo = stack(&[Some(&w.q), w.sel_o.as_ref()]);
+    let kv = stack(&[Some(&w.k), w.sel_v.as_ref()]);
+    let (wq, wk) = blocks.sides();
+    let packed = |data: &[f32], rows| to_panels(data, rows, c.d);
+    let (qkr_p, qo_p, kv_p) = (
+        packed(&qkr, blocks.total()),
+        packed(&qo, wq),
+        packed(&kv, wk),
+    );
     let pk =
         w.pk.as_ref()
             .map(|t| to_panels(t.data(), c.heads * c.dh, c.d));
-    for ((data, layout), want) in [
-        (&qkr, WeightLayout::RowMajor),
-        (&packed, WeightLayout::Panels),
-    ]
-    .into_iter()
-    .zip([want.0, want.1])
-    {
+    let mut forms = vec![
+        (
+            Merge::Sides,
+            Projections::Sides { qo: &qo, kv: &kv },
+            WeightLayout::RowMajor,
+            want.0,
+        ),
+        (
+            Merge::Sides,
+            Projections::Sides {
+                qo: &qo_p,
+                kv: &kv_p,
+            },
+            WeightLayout::Panels,
+            want.1,
+        ),
+    ];
+    if dims.t == dims.tk {
+        forms.push((
+            Merge::All,
+            Projections::Merged(&qkr),
+            WeightLayout::RowMajor,
+            want.0,
+        ));
+        forms.push((
+            Merge::All,
+            Projections::Merged(&qkr_p),
+            WeightLayout::Panels,
+            want.1,
+        ));
+    }
+    for (merge, proj, layout, want) in forms {
+        let attrs = MoeAttentionAttrs {
+            merged: merge,
+            ..attrs_of(c)
+        };
         let mut kw = kernel_weights(w);
-        kw.proj = Projections::Merged(data);
+        kw.proj = proj;
         kw.proj_layout = layout;
         if layout == WeightLayout::Panels {
             kw.pos_to_pk = pk.as_deref();
         }
-        let got = moe_attention(&attrs, &kw, x, x, dims, 3).expect("kernel, merged");
+        let got = moe_attention(&attrs, &kw, xq, xkv, dims, 3).expect("kernel, merged");
         assert_eq!(
             got, want,
-            "merged {layout:?} differs from separate projections"
+            "merged {merge:?} {layout:?} differs from separate projections"
         );
     }
 }
@@ -219,9 +263,7 @@ fn run_case(c: Case, batch: usize, t: usize, mem: usize, seed: u64) {
     };
     let got_panels =
         moe_attention(&attrs, &kw_panels, &xq, xkv.data(), dims, 3).expect("kernel, panels");
-    if mem == 0 {
-        check_merged(&c, &w, &xq, dims, (&got, &got_panels));
-    }
+    check_merged(&c, &w, (&xq, xkv.data()), dims, (&got, &got_panels));
     let rope = match c.pos {
         PosEncoding::Rope {
             rotate_fraction,
@@ -336,7 +378,7 @@ fn odd_rotated_channels_are_rejected() {
         pos: c.pos,
         causal: true,
         variant: c.variant,
-        merged: false,
+        merged: Merge::None,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let w = weights(&c, &mut rng);
@@ -441,7 +483,7 @@ fn rows(x: &[f32], batch: usize, n: usize, d: usize, from: usize, to: usize) -> 
 }
 
 /// Prefill then steps of `steps` sizes through the KV cache == one full pass, with separate
-/// and with merged projections.
+/// projections, all merged and merged by sides.
 fn kv_case(c: Case, batch: usize, prefill: usize, steps: &[usize], seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let w = weights(&c, &mut rng);
@@ -461,10 +503,22 @@ fn kv_case(c: Case, batch: usize, prefill: usize, steps: &[usize], seed: u64) {
         ..kw
     };
     let merged_attrs = MoeAttentionAttrs {
-        merged: true,
+        merged: Merge::All,
         ..attrs
     };
-    for (attrs, kw) in [(attrs, kw), (merged_attrs, merged)] {
+    let (qo, kv) = (
+        stack(&[Some(&w.q), w.sel_o.as_ref()]),
+        stack(&[Some(&w.k), w.sel_v.as_ref()]),
+    );
+    let sides = MoeAttentionWeights {
+        proj: Projections::Sides { qo: &qo, kv: &kv },
+        ..kw
+    };
+    let sides_attrs = MoeAttentionAttrs {
+        merged: Merge::Sides,
+        ..attrs
+    };
+    for (attrs, kw) in [(attrs, kw), (merged_attrs, merged), (sides_attrs, sides)] {
         let (mut key, mut value, mut at) = (Vec::new(), Vec::new(), 0);
         for &t in std::iter::once(&prefill).chain(steps) {
             let xs = rows(x.data(), batch, n, c.d, at, at + t);

@@ -8,7 +8,7 @@
 
 use crate::attention::{RelativeKeys, causal_attention};
 use crate::linear::{linear, matmul_rows};
-use crate::op::MergedBlocks;
+use crate::op::{Merge, MergedBlocks};
 use crate::rope::Rope;
 use crate::router::{Routing, sigmoid_topk};
 use crate::sigma_moe::expert;
@@ -223,23 +223,53 @@ fn too_few_keys(xq: &Tensor, xkv: &Tensor) -> OpError {
     }
 }
 
-/// The row blocks of a merged `qkr [2*H*dh + R, D]` weight: q, k, then `sel_v` and `sel_o`
-/// (`None` where the block is empty), as `Op::MoEAttention` with `merged` lays them out.
-pub fn split_merged(qkr: &Tensor, blocks: MergedBlocks) -> Result<[Option<Tensor>; 4], OpError> {
-    let d = qkr.last_dim();
-    qkr.expect_shape("moe_attention qkr", &[blocks.total(), d])?;
+/// q, k, `sel_v` and `sel_o` (`None` where the variant has no such rows) from the stacked
+/// weights of a merged layer: `[qkr]` when [`Merge::All`], `[qo, kv]` when
+/// [`Merge::Sides`] (row blocks as [`MergedBlocks`] says).
+pub fn split_merged(
+    weights: &[&Tensor],
+    merge: Merge,
+    blocks: MergedBlocks,
+) -> Result<[Option<Tensor>; 4], OpError> {
+    let mb = blocks;
+    match (merge, weights) {
+        (Merge::All, [qkr]) => {
+            let [q, k, v, o] = split_rows(qkr, "qkr", &[mb.q, mb.k, mb.sel_v, mb.sel_o])?
+                .try_into()
+                .map_err(|_| bad_merge(merge))?;
+            Ok([q, k, v, o])
+        }
+        (Merge::Sides, [qo, kv]) => {
+            let [q, o] = split_rows(qo, "qo", &[mb.q, mb.sel_o])?
+                .try_into()
+                .map_err(|_| bad_merge(merge))?;
+            let [k, v] = split_rows(kv, "kv", &[mb.k, mb.sel_v])?
+                .try_into()
+                .map_err(|_| bad_merge(merge))?;
+            Ok([q, k, v, o])
+        }
+        _ => Err(bad_merge(merge)),
+    }
+}
+
+fn bad_merge(merge: Merge) -> OpError {
+    OpError::Shape {
+        what: "moe_attention merged weights".into(),
+        expected: format!("the stacked weights of merge `{}`", merge.name()),
+        got: "another count".into(),
+    }
+}
+
+/// Consecutive row blocks of `[sum rows, D]` `w` (`None` for an empty block).
+fn split_rows(w: &Tensor, name: &str, rows: &[usize]) -> Result<Vec<Option<Tensor>>, OpError> {
+    let d = w.last_dim();
+    w.expect_shape(&format!("moe_attention {name}"), &[rows.iter().sum(), d])?;
     let mut at = 0;
-    let mut take = |rows: usize| -> Result<Option<Tensor>, OpError> {
-        let data = qkr.data()[at * d..(at + rows) * d].to_vec();
-        at += rows;
-        (rows > 0)
-            .then(|| Tensor::new(vec![rows, d], data))
-            .transpose()
-    };
-    Ok([
-        take(blocks.q)?,
-        take(blocks.k)?,
-        take(blocks.sel_v)?,
-        take(blocks.sel_o)?,
-    ])
+    rows.iter()
+        .map(|&n| {
+            let data = w.data()[at * d..(at + n) * d].to_vec();
+            at += n;
+            (n > 0).then(|| Tensor::new(vec![n, d], data)).transpose()
+        })
+        .collect()
 }

@@ -37,19 +37,52 @@ pub struct MoeAttentionAttrs {
     /// Always true for language models: query r sees keys up to `r + (Tk - T)`.
     pub causal: bool,
     pub variant: AttentionVariant,
-    /// Merged projections (the `merge-projections` pass): q, k and the routers are one
-    /// weight `qkr [2*H*dh + R, D]`, rows q, k, then `sel_v` and `sel_o` as the variant has
-    /// them (R rows in all), and xq and xkv are the same rows. One product gives all four; its
-    /// column blocks ([`MoeAttentionAttrs::merged_blocks`]) are read in place.
-    pub merged: bool,
+    /// Whether q, k and the routers are merged into stacked weights (the
+    /// `merge-projections` pass).
+    pub merged: Merge,
+}
+
+/// How an attention's input projections (q, k and the routers: `sel_v`, and `sel_o` or the
+/// gated variant's head gate) are stored. Merged, one product computes several of them and
+/// the executors read each as a column block of it ([`MoeAttentionAttrs::merged_blocks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Merge {
+    /// One weight each.
+    #[default]
+    None,
+    /// xq and xkv are the same rows: one `qkr [2*H*dh + R, D]` weight, rows q, k, `sel_v`,
+    /// `sel_o` (those the variant has), one product.
+    All,
+    /// xq and xkv differ (Transformer-XL memory): `qo [H*dh + R_o, D]` (rows q, `sel_o`) on
+    /// the query side and `kv [H*dh + R_v, D]` (rows k, `sel_v`) on the key/value side, two
+    /// products.
+    Sides,
+}
+
+impl Merge {
+    /// The name in the IR text form and the plan (`none`, `all`, `sides`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Merge::None => "none",
+            Merge::All => "all",
+            Merge::Sides => "sides",
+        }
+    }
+
+    /// The inverse of [`Merge::name`].
+    pub fn from_name(name: &str) -> Option<Merge> {
+        [Merge::None, Merge::All, Merge::Sides]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
 }
 
 /// Where each input of a `MoEAttention` node sits (see [`Op::MoEAttention`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttentionSlots {
-    /// `q`, or the merged `qkr` weight.
+    /// `q`, or the merged `qkr` (all) or `qo` (sides) weight.
     pub q: usize,
-    /// `k`; equals `q` when merged.
+    /// `k`, or the merged `kv` (sides); equals `q` when all are merged.
     pub k: usize,
     pub v: usize,
     pub o: usize,
@@ -60,7 +93,9 @@ pub struct AttentionSlots {
     pub pos_to_pk: Option<usize>,
 }
 
-/// Rows (columns of the product) of each block of a merged `qkr` weight, in order.
+/// Rows of each projection (columns of the product): q, k, and the routers the variant
+/// has (0 where absent). Merged weights stack them: `all` as q, k, sel_v, sel_o; `sides` as
+/// q, sel_o (query side) and k, sel_v (key/value side).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MergedBlocks {
     pub q: usize,
@@ -70,14 +105,19 @@ pub struct MergedBlocks {
 }
 
 impl MergedBlocks {
-    /// All rows: the product's width.
+    /// All rows: the width of the `all` product.
     pub fn total(&self) -> usize {
         self.q + self.k + self.sel_v + self.sel_o
     }
 
-    /// First column of each block: `(q, k, sel_v, sel_o)`.
+    /// First column of each block in the `all` product: `(q, k, sel_v, sel_o)`.
     pub fn starts(&self) -> (usize, usize, usize, usize) {
         (0, self.q, self.q + self.k, self.q + self.k + self.sel_v)
+    }
+
+    /// Widths of the `sides` products: `(query side, key/value side)`.
+    pub fn sides(&self) -> (usize, usize) {
+        (self.q + self.sel_o, self.k + self.sel_v)
     }
 }
 
@@ -107,16 +147,19 @@ impl MoeAttentionAttrs {
     /// Where each input sits.
     pub fn slots(&self) -> AttentionSlots {
         let xl = self.pos == PosEncoding::Xl;
-        if self.merged {
-            return AttentionSlots {
-                q: 2,
-                k: 2,
-                v: 3,
-                o: 4,
-                sel_v: None,
-                sel_o: None,
-                pos_to_pk: xl.then_some(5),
-            };
+        let merged = |k: usize| AttentionSlots {
+            q: 2,
+            k,
+            v: k + 1,
+            o: k + 2,
+            sel_v: None,
+            sel_o: None,
+            pos_to_pk: xl.then_some(k + 3),
+        };
+        match self.merged {
+            Merge::All => return merged(2),
+            Merge::Sides => return merged(3),
+            Merge::None => {}
         }
         let (sel_v, sel_o) = match self.variant {
             AttentionVariant::ExpertsVO => (Some(6), Some(7)),
@@ -169,8 +212,9 @@ pub enum Op {
     /// Inputs: xq `[B, T, D]`, xkv `[B, Tk, D]`, q `[H*dh, D]`, k `[H*dh, D]`, v, o, then by
     /// variant: ExpertsVO `sel_v [H*E, D]`, `sel_o [H*E, D]`; Gated `sel_o [H, D]`; Dense none;
     /// then `pos_to_pk [H*dh, D]` when pos is Xl. v/o are `[H*E, D, dh]`/`[H*E, dh, D]` for
-    /// ExpertsVO, `[H*dh, D]`/`[D, H*dh]` otherwise. Merged (`merged`): xq, xkv, `qkr`, v,
-    /// o, then `pos_to_pk` when Xl. Output `[B, T, D]` ([`crate::moe_attention`]).
+    /// ExpertsVO, `[H*dh, D]`/`[D, H*dh]` otherwise. Merged ([`Merge`]) all: xq, xkv, `qkr`,
+    /// v, o, then `pos_to_pk` when Xl; by sides: xq, xkv, `qo`, `kv`, v, o, then `pos_to_pk`
+    /// when Xl. Output `[B, T, D]` ([`crate::moe_attention`]).
     MoEAttention(MoeAttentionAttrs),
     /// Inputs: x `[.., D]`, router `[N_E, D]`, keys `[N_E, D, G]`, values `[N_E, G, D]`.
     /// Output like x ([`crate::sigma_moe`]).

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use switchhead_compiler::import::{LoadOptions, load_model};
 use switchhead_compiler::ir::{lower, materialize};
 use switchhead_compiler::onnx::WeightDType;
-use switchhead_compiler::passes::{PassManager, RunOptions};
+use switchhead_compiler::passes::{PassManager, RunOptions, default_pipeline};
 use switchhead_compiler::plan::{PlanOptions, plan_graph, write_plan_file};
 use switchhead_compiler::tensor_io::{chunk_names, parse, read_bytes, read_f32, read_tokens};
 use switchhead_ops::plan::{PlanGraph, PlanLayout, PlanWeight, layout_weights};
@@ -57,7 +57,8 @@ pub fn compile_plan_with(
 }
 
 /// [`compile_plan_with`], then the packed weights `unpack` names set back to row-major (as a
-/// compiler that packed fewer slots wrote them).
+/// compiler that packed fewer slots wrote them; such a compiler did not merge projections
+/// either, so with `unpack` the pipeline leaves out `merge-projections`).
 pub fn compile_plan_unpacking(
     name: &str,
     dtype: WeightDType,
@@ -68,7 +69,11 @@ pub fn compile_plan_unpacking(
 ) -> PathBuf {
     let model = load_model(&model_dir(name), &LoadOptions::default()).expect("load");
     let mut graph = lower(&model);
-    PassManager::default()
+    let passes = default_pipeline()
+        .into_iter()
+        .filter(|p| unpack.is_none() || p.name() != "merge-projections")
+        .collect();
+    PassManager::new(passes)
         .run(&mut graph, RunOptions::default())
         .expect("passes");
     let opts = PlanOptions {

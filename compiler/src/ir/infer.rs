@@ -5,7 +5,9 @@
 //! sequence concatenation of `M` and `T` is the symbol `M+T` (or the sum when both are known,
 //! or the other dim when one is a known 0).
 
-use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, Op, PosEncoding, SigmaMoeAttrs};
+use switchhead_ops::op::{
+    AttentionVariant, Merge, MoeAttentionAttrs, Op, PosEncoding, SigmaMoeAttrs,
+};
 
 use super::graph::{DType, Dim, Fact};
 use super::text::{dim_text, fact_text};
@@ -291,23 +293,23 @@ fn moe_attention(a: &MoeAttentionAttrs, inputs: &[&Fact]) -> Result<Fact, InferE
     let (h, e, dh) = (a.heads, a.experts, a.d_head);
     let proj = [known(h * dh), d.clone()];
     let s = a.slots();
-    if a.merged {
-        expect(
-            inputs,
-            1,
-            "xkv (xq itself)",
-            &xq.iter().cloned().map(Some).collect::<Vec<_>>(),
-        )?;
-        let rows = a.merged_blocks().total();
-        expect(
-            inputs,
-            s.q,
-            "qkr [2*H*dh + routers, D]",
-            &[known(rows), d.clone()],
-        )?;
-    } else {
-        expect(inputs, s.q, "q [H*dh, D]", &proj)?;
-        expect(inputs, s.k, "k [H*dh, D]", &proj)?;
+    let blocks = a.merged_blocks();
+    match a.merged {
+        Merge::All => {
+            let same: Vec<_> = xq.iter().cloned().map(Some).collect();
+            expect(inputs, 1, "xkv (xq itself)", &same)?;
+            let rows = known(blocks.total());
+            expect(inputs, s.q, "qkr [2*H*dh + routers, D]", &[rows, d.clone()])?;
+        }
+        Merge::Sides => {
+            let (wq, wk) = blocks.sides();
+            expect(inputs, s.q, "qo [H*dh + R_o, D]", &[known(wq), d.clone()])?;
+            expect(inputs, s.k, "kv [H*dh + R_v, D]", &[known(wk), d.clone()])?;
+        }
+        Merge::None => {
+            expect(inputs, s.q, "q [H*dh, D]", &proj)?;
+            expect(inputs, s.k, "k [H*dh, D]", &proj)?;
+        }
     }
     let (sel_v, sel_o) = a.router_rows();
     if a.variant == AttentionVariant::ExpertsVO {

@@ -14,7 +14,7 @@ use switchhead_ops::linear::linear;
 use switchhead_ops::moe_attention::{
     AttentionLayer, Positions, ValueOutput, moe_attention, split_merged,
 };
-use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, Op, PosEncoding};
+use switchhead_ops::op::{AttentionVariant, Merge, MoeAttentionAttrs, Op, PosEncoding};
 use switchhead_ops::rope::Rope;
 use switchhead_ops::sigma_moe::sigma_moe;
 use switchhead_ops::{OpError, Tensor};
@@ -299,12 +299,13 @@ fn attention(a: &MoeAttentionAttrs, args: &[&InterpValue]) -> Result<Tensor, OpE
     let s = a.slots();
     // The merged `qkr` split back into its blocks (the reference reads them separately).
     let split = match a.merged {
-        true => split_merged(t(s.q)?, a.merged_blocks())?,
-        false => Default::default(),
+        Merge::All => split_merged(&[t(s.q)?], a.merged, a.merged_blocks())?,
+        Merge::Sides => split_merged(&[t(s.q)?, t(s.k)?], a.merged, a.merged_blocks())?,
+        Merge::None => Default::default(),
     };
     let [q, k, sel_v, sel_o] = match a.merged {
-        true => split.each_ref().map(Option::as_ref).map(Ok),
-        false => [Some(s.q), Some(s.k), s.sel_v, s.sel_o].map(|i| i.map(t).transpose()),
+        Merge::None => [Some(s.q), Some(s.k), s.sel_v, s.sel_o].map(|i| i.map(t).transpose()),
+        _ => split.each_ref().map(Option::as_ref).map(Ok),
     };
     let missing = |what: &str| OpError::Shape {
         what: format!("moe_attention {what}"),

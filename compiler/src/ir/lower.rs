@@ -4,7 +4,9 @@
 //! per layer and return `memory_out.{i}` (the layer inputs, `[B, T, D]`) after `logits`
 //! f32 `[B, T, V]`. Node names are `layers.{i}.<part>`.
 
-use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, Op, PosEncoding, SigmaMoeAttrs};
+use switchhead_ops::op::{
+    AttentionVariant, Merge, MoeAttentionAttrs, Op, PosEncoding, SigmaMoeAttrs,
+};
 
 use super::graph::{DType, Dim, Fact, Graph, ValueId};
 use crate::config::{AttentionKind, Config, FfnKind, PosEncodingKind};
@@ -85,7 +87,7 @@ pub fn attention_attrs(c: &Config) -> MoeAttentionAttrs {
         pos,
         causal: true,
         variant,
-        merged: false,
+        merged: Merge::None,
     }
 }
 

@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, Op, PosEncoding, SigmaMoeAttrs};
+use switchhead_ops::op::{
+    AttentionVariant, Merge, MoeAttentionAttrs, Op, PosEncoding, SigmaMoeAttrs,
+};
 
 use super::derived::Recipe;
 use super::graph::{DType, Dim, Fact, Graph, Node, NodeId, Value, ValueDef, ValueId};
@@ -293,9 +295,11 @@ fn attention_attrs(
         pos: pos_encoding(a.take("pos", at, c)?, c)?,
         causal: a.num("causal", at, c)?,
         variant,
-        merged: match a.map.contains_key("merged") {
-            true => a.num("merged", at, c)?,
-            false => false,
+        merged: match a.map.remove("merged") {
+            Some(v) => Merge::from_name(&v.word)
+                .filter(|_| v.args.is_none())
+                .ok_or_else(|| c.error_at(v.col, &format!("unknown merge `{}`", v.word)))?,
+            None => Merge::None,
         },
     })
 }

@@ -18,7 +18,7 @@
 
 use std::fmt::{self, Write as _};
 
-use switchhead_ops::op::{AttentionVariant, Op, PosEncoding};
+use switchhead_ops::op::{AttentionVariant, Merge, Op, PosEncoding};
 
 use super::graph::{Dim, Fact, Graph, Node, NodeId, ValueDef, ValueId};
 
@@ -208,8 +208,8 @@ fn op_attrs(op: &Op) -> Vec<(&'static str, String)> {
                 ("heads", a.heads.to_string()),
                 ("k", a.k.to_string()),
             ];
-            if a.merged {
-                attrs.push(("merged", "true".to_string()));
+            if a.merged != Merge::None {
+                attrs.push(("merged", a.merged.name().to_string()));
             }
             attrs.push(("pos", pos_text(&a.pos)));
             attrs.push(("variant", variant_text(a.variant).to_string()));

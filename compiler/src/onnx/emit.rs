@@ -35,7 +35,7 @@
 
 use std::path::Path;
 
-use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, Op, PosEncoding};
+use switchhead_ops::op::{AttentionVariant, Merge, MoeAttentionAttrs, Op, PosEncoding};
 
 use super::builder::{Builder, attr_f, attr_i, attr_s};
 use super::decompose::{ExpertForm, OpContext, decompose, decompose_attention_kv};
@@ -344,8 +344,10 @@ fn custom_attrs(op: &Op) -> Option<Vec<AttributeProto>> {
                 attr_s("variant", variant),
             ])
             .map(|mut attrs| {
-                if a.merged {
-                    attrs.push(attr_i("merged_projections", 1));
+                match a.merged {
+                    Merge::None => {}
+                    Merge::All => attrs.push(attr_i("merged_projections", 1)),
+                    Merge::Sides => attrs.push(attr_i("merged_projections", 2)),
                 }
                 attrs
             })
@@ -362,8 +364,11 @@ fn custom_attrs(op: &Op) -> Option<Vec<AttributeProto>> {
 /// Formal input names of the custom ops' functions.
 fn formal_inputs(op: &Op) -> Vec<String> {
     let names: Vec<&str> = match op {
-        Op::MoEAttention(a) if a.merged => {
-            let mut n = vec!["xq", "xkv", "qkr", "v", "o"];
+        Op::MoEAttention(a) if a.merged != Merge::None => {
+            let mut n = match a.merged {
+                Merge::All => vec!["xq", "xkv", "qkr", "v", "o"],
+                _ => vec!["xq", "xkv", "qo", "kv", "v", "o"],
+            };
             if a.pos == PosEncoding::Xl {
                 n.push("pos_to_pk");
             }

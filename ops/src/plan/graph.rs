@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{PlanError, PlanLayout};
-use crate::op::{AttentionVariant, MoeAttentionAttrs, Op, PosEncoding, SigmaMoeAttrs};
+use crate::op::{AttentionVariant, Merge, MoeAttentionAttrs, Op, PosEncoding, SigmaMoeAttrs};
 
 /// The whole graph section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,9 +134,10 @@ pub enum PlanOp {
         pos: PlanPos,
         causal: bool,
         variant: PlanVariant,
-        /// q, k and the routers in one `qkr` weight (absent: separate).
-        #[serde(default, skip_serializing_if = "is_false")]
-        merged: bool,
+        /// Stacked projections: `"all"` (one `qkr` weight) or `"sides"` (`qo`, `kv`);
+        /// absent: separate.
+        #[serde(default, skip_serializing_if = "PlanMerge::is_none")]
+        merged: PlanMerge,
     },
     #[serde(rename = "SigmaMoE")]
     SigmaMoe {
@@ -208,12 +209,44 @@ fn attention_to_plan(a: &MoeAttentionAttrs) -> PlanOp {
         pos,
         causal: a.causal,
         variant,
-        merged: a.merged,
+        merged: a.merged.into(),
     }
 }
 
-fn is_false(b: &bool) -> bool {
-    !b
+/// How an attention's projections are merged (`crate::op::Merge`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanMerge {
+    #[default]
+    None,
+    All,
+    Sides,
+}
+
+impl PlanMerge {
+    fn is_none(&self) -> bool {
+        *self == PlanMerge::None
+    }
+}
+
+impl From<Merge> for PlanMerge {
+    fn from(m: Merge) -> Self {
+        match m {
+            Merge::None => PlanMerge::None,
+            Merge::All => PlanMerge::All,
+            Merge::Sides => PlanMerge::Sides,
+        }
+    }
+}
+
+impl From<PlanMerge> for Merge {
+    fn from(m: PlanMerge) -> Self {
+        match m {
+            PlanMerge::None => Merge::None,
+            PlanMerge::All => Merge::All,
+            PlanMerge::Sides => Merge::Sides,
+        }
+    }
 }
 
 impl From<&PlanOp> for Op {
@@ -257,7 +290,7 @@ impl From<&PlanOp> for Op {
                     PlanVariant::Gated => AttentionVariant::Gated,
                     PlanVariant::Dense => AttentionVariant::Dense,
                 },
-                merged,
+                merged: merged.into(),
             }),
             PlanOp::SigmaMoe {
                 experts,

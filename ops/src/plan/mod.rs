@@ -91,9 +91,10 @@
 //!     "pos": {"kind": "rope", "rotate_fraction": 0.5, "base": 10000.0} | {"kind": "xl"},
 //!     "causal": true, "variant": "experts_vo" | "gated" | "dense"}`: xq, xkv, q, k, v, o,
 //!     then `sel_v`, `sel_o` (experts_vo), `sel_o` (gated), then `pos_to_pk` (xl). With
-//!     `"merged": true` (optional, version 2; written by the `merge-projections` pass): xq,
-//!     xkv (the same value), `qkr [2*H*dh + R, D]` (the rows of q, k, then the routers the
-//!     variant has), v, o, then `pos_to_pk` (xl).
+//!     `"merged"` (optional, version 2; written by the `merge-projections` pass): `"all"`:
+//!     xq, xkv (the same value), `qkr [2*H*dh + R, D]` (the rows of q, k, then the routers
+//!     the variant has), v, o, then `pos_to_pk` (xl); `"sides"`: xq, xkv, `qo` (rows of q
+//!     then `sel_o`), `kv` (rows of k then `sel_v`), v, o, then `pos_to_pk` (xl).
 //!   - `{"type": "SigmaMoE", "experts": N_E, "expert_size": G, "k": K}`: x, router, keys,
 //!     values.
 //! - `meta` holds shape facts for loaders: `d_model`, `vocab_size`, `n_layers`, and

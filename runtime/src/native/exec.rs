@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use switchhead_kernels as k;
 use switchhead_kernels::moe_attention::Dims;
-use switchhead_ops::op::{MoeAttentionAttrs, Op, SigmaMoeAttrs};
+use switchhead_ops::op::{Merge, MoeAttentionAttrs, Op, SigmaMoeAttrs};
 use switchhead_ops::plan::PlanLayout;
 
 use super::program::{Program, Step};
@@ -400,8 +400,14 @@ fn attention_inputs<'s>(
     let slots = a.slots();
     let weight = |i: Option<usize>| i.and_then(|i| ins.get(i)).map(|o| o.weight()).transpose();
     let (_, q, proj_layout) = ins[slots.q].weight()?;
-    let proj = if a.merged {
+    let proj = if a.merged == Merge::All {
         k::Projections::Merged(q)
+    } else if a.merged == Merge::Sides {
+        let (_, kv, kv_layout) = ins[slots.k].weight()?;
+        if kv_layout != proj_layout {
+            return Err("MoEAttention qo and kv are stored in different layouts".into());
+        }
+        k::Projections::Sides { qo: q, kv }
     } else {
         let (_, k, k_layout) = ins[slots.k].weight()?;
         if k_layout != proj_layout {

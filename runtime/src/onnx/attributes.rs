@@ -1,6 +1,6 @@
 //! Reading our ops' attributes off an ONNX node into the ops crate's attribute structs.
 
-use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding, SigmaMoeAttrs};
+use switchhead_ops::op::{AttentionVariant, Merge, MoeAttentionAttrs, PosEncoding, SigmaMoeAttrs};
 use tract_onnx::pb;
 
 use super::names::{MOE_ATTENTION, SIGMA_MOE, attn, sigma};
@@ -125,13 +125,14 @@ pub fn moe_attention_attrs(node: &pb::NodeProto) -> Result<MoeAttentionAttrs, Ru
         .map(|_| n.int(attn::MERGED))
         .transpose()?
     {
-        None | Some(0) => false,
-        Some(1) if node.input.first() == node.input.get(1) => true,
+        None | Some(0) => Merge::None,
+        Some(1) if node.input.first() == node.input.get(1) => Merge::All,
         Some(1) => {
-            let reason = "merged projections need xq and xkv to be the same input";
+            let reason = "1 (all in one) needs xq and xkv to be the same input";
             return Err(n.err(attn::MERGED, reason));
         }
-        Some(f) => return Err(n.err(attn::MERGED, format!("must be 0 or 1, got {f}"))),
+        Some(2) => Merge::Sides,
+        Some(f) => return Err(n.err(attn::MERGED, format!("must be 0, 1 or 2, got {f}"))),
     };
     Ok(MoeAttentionAttrs {
         heads,

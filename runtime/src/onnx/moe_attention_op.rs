@@ -11,7 +11,7 @@ use switchhead_kernels::moe_attention::Dims;
 use switchhead_kernels::{
     KvPast, MoeAttentionWeights, Projections, WeightLayout, moe_attention, moe_attention_kv,
 };
-use switchhead_ops::op::MoeAttentionAttrs;
+use switchhead_ops::op::{Merge, MoeAttentionAttrs};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
@@ -78,16 +78,19 @@ impl MoEAttentionOp {
         let s = self.attrs.slots();
         let slice = |i: usize| f32_slice(&inputs[i]);
         let optional = |i: Option<usize>| i.map(slice).transpose();
-        let proj = if self.attrs.merged {
-            Projections::Merged(slice(s.q)?)
-        } else {
-            Projections::Separate {
+        let proj = match self.attrs.merged {
+            Merge::All => Projections::Merged(slice(s.q)?),
+            Merge::Sides => Projections::Sides {
+                qo: slice(s.q)?,
+                kv: slice(s.k)?,
+            },
+            Merge::None => Projections::Separate {
                 q: slice(s.q)?,
                 k: slice(s.k)?,
                 sel_v: optional(s.sel_v)?,
                 sel_o: optional(s.sel_o)?,
                 sel_layout: WeightLayout::RowMajor,
-            }
+            },
         };
         Ok(MoeAttentionWeights {
             proj,

@@ -21,7 +21,8 @@ pub mod attn {
     pub const CAUSAL: &str = "causal";
     pub const VARIANT: &str = "variant";
     pub const KV_CACHE: &str = "kv_cache";
-    /// 1: q, k and the routers are one `qkr` input (the `merge-projections` pass).
+    /// 1: q, k and the routers are one `qkr` input; 2: two inputs by side, `qo` and `kv`
+    /// (the `merge-projections` pass).
     pub const MERGED: &str = "merged_projections";
 }
 

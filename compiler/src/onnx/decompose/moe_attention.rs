@@ -20,7 +20,7 @@
 //! value, which attention then uses; queries take positions P..P+T-1 and the causal mask lets
 //! query r see keys c <= P + r.
 
-use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding};
+use switchhead_ops::op::{AttentionVariant, Merge, MoeAttentionAttrs, PosEncoding};
 use switchhead_ops::rope::Rope;
 
 use super::common::{bin, dim, matmul_t, reshape, slice, transpose, unsqueeze};
@@ -196,24 +196,38 @@ struct Projected {
     sel_o: String,
 }
 
-/// One MatMul per weight, or (merged) one MatMul with the `qkr` weight whose result is cut
-/// into its column blocks by `Slice`. Absent routers are left as empty names.
+/// One MatMul per weight, or (merged) one MatMul with `qkr` (or one per side with `qo` and
+/// `kv`) whose result is cut into its column blocks by `Slice`. Absent routers are left as
+/// empty names.
 fn project(b: &mut Builder, a: &MoeAttentionAttrs, i: &[&str]) -> Projected {
     let (xq, xkv, s) = (i[0], i[1], a.slots());
-    if a.merged {
-        let all = matmul_t(b, xq, i[s.q]);
-        let blocks = a.merged_blocks();
-        let (q0, k0, v0, o0) = blocks.starts();
-        let mut cut = |at: usize, rows: usize| match rows {
-            0 => String::new(),
-            _ => slice(b, &all, -1, at as i64, (at + rows) as i64),
-        };
-        return Projected {
-            q: cut(q0, blocks.q),
-            k: cut(k0, blocks.k),
-            sel_v: cut(v0, blocks.sel_v),
-            sel_o: cut(o0, blocks.sel_o),
-        };
+    let blocks = a.merged_blocks();
+    let cut = |b: &mut Builder, all: &str, at: usize, rows: usize| match rows {
+        0 => String::new(),
+        _ => slice(b, all, -1, at as i64, (at + rows) as i64),
+    };
+    match a.merged {
+        Merge::All => {
+            let all = matmul_t(b, xq, i[s.q]);
+            let (q0, k0, v0, o0) = blocks.starts();
+            return Projected {
+                q: cut(b, &all, q0, blocks.q),
+                k: cut(b, &all, k0, blocks.k),
+                sel_v: cut(b, &all, v0, blocks.sel_v),
+                sel_o: cut(b, &all, o0, blocks.sel_o),
+            };
+        }
+        Merge::Sides => {
+            let query = matmul_t(b, xq, i[s.q]);
+            let keys = matmul_t(b, xkv, i[s.k]);
+            return Projected {
+                q: cut(b, &query, 0, blocks.q),
+                sel_o: cut(b, &query, blocks.q, blocks.sel_o),
+                k: cut(b, &keys, 0, blocks.k),
+                sel_v: cut(b, &keys, blocks.k, blocks.sel_v),
+            };
+        }
+        Merge::None => {}
     }
     let mut router =
         |x: &str, slot: Option<usize>| slot.map_or(String::new(), |j| logits(b, x, i[j]));
