@@ -12,7 +12,7 @@ use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding};
 use crate::KernelError;
 use crate::attention::{Head, causal_head};
 use crate::error::check_len;
-use crate::gemm::{Dispatch, Experts, Mat, grouped_gemm};
+use crate::gemm::{Experts, Mat, grouped_gemm};
 use crate::linear::WeightLayout::{self, RowMajor};
 use crate::linear::project_rows;
 use crate::parallel::par_map;
@@ -155,10 +155,7 @@ fn routed(
         |slot| addr(routing, slot).0,
         |slot| addr(routing, slot).1,
     );
-    let dispatch = Dispatch {
-        offsets: &groups.offsets,
-        slots: table.slots(true),
-    };
+    let dispatch = groups.dispatch(table.slots(true));
     let experts = Experts {
         data: stack,
         layout: cx.w.expert_layout,

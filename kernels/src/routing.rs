@@ -5,7 +5,7 @@
 //! from the threaded projection (`sel` row-major or in panels) and are accumulated in f32 (the reference uses f64 and rounds to f32), so a selection can
 //! differ from the reference only when two gates tie to within f32 rounding.
 
-use crate::gemm::Slots;
+use crate::gemm::{Dispatch, Slots};
 use crate::linear::{WeightLayout, project_rows};
 
 /// Routing decisions for `n` rows: `[n, groups, k]` flat expert ids and gates.
@@ -102,18 +102,27 @@ fn select_top_k(values: &[f32], k: usize, mut emit: impl FnMut(usize)) {
     }
 }
 
-/// The slots of a routing grouped by expert: `slots[offsets[e]..offsets[e+1]]` are expert e's.
+/// The slots of a routing grouped by expert: `slots[offsets[g]..offsets[g+1]]` are group
+/// g's, all of one expert (group e is expert e, unless `experts` names each group's).
 #[derive(Debug, Clone)]
 pub struct ExpertGroups {
-    /// `n_experts + 1` offsets into `slots`.
+    /// `groups + 1` offsets into `slots`.
     pub offsets: Vec<usize>,
-    /// Slot indices (`(row*groups + g)*k + j`), ascending within each expert.
+    /// Slot indices (`(row*groups + g)*k + j`), ascending within each group.
     pub slots: Vec<usize>,
+    /// The expert of each group; `None`: group e is expert e.
+    pub experts: Option<Vec<u32>>,
 }
 
 impl ExpertGroups {
-    /// Counting sort of the slots of `routing` by expert id.
+    /// The slots of `routing` grouped by expert id (`n_experts` of them). One row (a decode
+    /// step at batch 1) takes a path without sorting: its slots all go to distinct experts,
+    /// so each slot is a group of its own, in slot order. More rows: a counting sort by
+    /// expert id (no comparisons).
     pub fn new(routing: &Routing, n_experts: usize) -> Self {
+        if routing.idx.len() <= routing.groups * routing.k {
+            return Self::single_row(routing);
+        }
         let mut offsets = vec![0usize; n_experts + 1];
         for &e in &routing.idx {
             offsets[e as usize + 1] += 1;
@@ -127,17 +136,30 @@ impl ExpertGroups {
             slots[next[e as usize]] = slot;
             next[e as usize] += 1;
         }
-        ExpertGroups { offsets, slots }
+        ExpertGroups {
+            offsets,
+            slots,
+            experts: None,
+        }
     }
 
-    /// Expert e's slots.
-    pub fn slots_of(&self, e: usize) -> &[usize] {
-        &self.slots[self.offsets[e]..self.offsets[e + 1]]
+    /// One row's slots, one group each, in slot order.
+    fn single_row(routing: &Routing) -> Self {
+        let n = routing.idx.len();
+        ExpertGroups {
+            offsets: (0..=n).collect(),
+            slots: (0..n).collect(),
+            experts: Some(routing.idx.clone()),
+        }
     }
 
-    /// Number of experts.
-    pub fn experts(&self) -> usize {
-        self.offsets.len() - 1
+    /// The grouped product's view of these groups with per-slot addressing `slots`.
+    pub(crate) fn dispatch<'a>(&'a self, slots: Slots<'a>) -> Dispatch<'a> {
+        Dispatch {
+            offsets: &self.offsets,
+            experts: self.experts.as_deref(),
+            slots,
+        }
     }
 }
 

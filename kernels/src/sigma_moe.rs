@@ -6,7 +6,7 @@
 
 use crate::KernelError;
 use crate::error::check_len;
-use crate::gemm::{Dispatch, Experts, grouped_gemm};
+use crate::gemm::{Experts, grouped_gemm};
 use crate::linear::WeightLayout;
 use crate::routing::{ExpertGroups, Router, SlotTable, route};
 
@@ -60,10 +60,7 @@ pub fn sigma_moe(
         ..keys.slots(false)
     };
     let mut hidden = vec![0f32; n_slots * g];
-    let dispatch = Dispatch {
-        offsets: &groups.offsets,
-        slots: hidden_slots,
-    };
+    let dispatch = groups.dispatch(hidden_slots);
     grouped_gemm(
         x,
         &dispatch,
@@ -83,10 +80,7 @@ pub fn sigma_moe(
         gate: keys.gate,
     };
     let mut y = vec![0f32; rows * d];
-    let dispatch = Dispatch {
-        offsets: &groups.offsets,
-        slots: values.slots(true),
-    };
+    let dispatch = groups.dispatch(values.slots(true));
     grouped_gemm(
         &hidden,
         &dispatch,

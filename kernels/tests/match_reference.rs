@@ -454,6 +454,14 @@ fn sigma_moe_matches_reference() {
         let got = sigma_moe(&wp, x.data(), rows, d, threads).expect("kernel, panels");
         assert_close(&got, want.data(), 1e-5);
     }
+    // one row (a decode step): the unsorted path, one group per slot
+    let one = Tensor::new(vec![1, d], x.data()[..d].to_vec()).expect("row");
+    let (want, _) =
+        switchhead_ops::sigma_moe::sigma_moe(&one, &router, &keys, &values, k).expect("reference");
+    for w in [&w, &wp] {
+        let got = sigma_moe(w, one.data(), 1, d, 2).expect("kernel, one row");
+        assert_close(&got, want.data(), 1e-5);
+    }
 }
 
 #[test]
@@ -543,6 +551,14 @@ fn kv_cache_steps_match_the_full_pass() {
         7,
         &[1, 1, 3, 1],
         21,
+    );
+    // batch 1, one-token steps: the unsorted single-row dispatch
+    kv_case(
+        case(AttentionVariant::ExpertsVO, ROPE),
+        1,
+        3,
+        &[1, 1, 1],
+        25,
     );
     kv_case(case(AttentionVariant::Gated, ROPE), 1, 5, &[1, 2], 22);
     kv_case(case(AttentionVariant::Dense, ROPE), 2, 0, &[1, 1, 1], 23);

@@ -6,7 +6,8 @@
 //! V, over heads and k for O, over k for σ-MoE. [`grouped_gemm`] takes the slots grouped by
 //! expert (offsets into per-slot source rows, destination rows and gates) and does exactly
 //! that, expert by expert, gathering the input rows while packing them and adding
-//! `gate * product` straight into the destinations: no `[slots, out]` intermediate.
+//! `gate * product` straight into the destinations: no `[slots, out]` intermediate. A decode
+//! step's single row comes as one group per slot, each naming its expert (no sorting).
 //!
 //! Work is split so that no two threads add into the same element, with no locks: a slot
 //! writes `out[dst .. dst + out]`, and any two slots' spans are either the same or disjoint
@@ -70,12 +71,24 @@ impl<'a> Experts<'a> {
     }
 }
 
-/// The slots of a grouped product: `offsets` (`experts + 1`) delimit each expert's slots,
-/// whose `dst` ascend.
+/// The slots of a grouped product: `offsets` (`groups + 1`) delimit each group's slots,
+/// whose `dst` ascend; all of a group's slots use one expert: group g's is `experts[g]`, or
+/// g itself when `experts` is `None`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Dispatch<'a> {
     pub offsets: &'a [usize],
+    pub experts: Option<&'a [u32]>,
     pub slots: Slots<'a>,
+}
+
+impl Dispatch<'_> {
+    fn groups(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    fn expert(&self, g: usize) -> usize {
+        self.experts.map_or(g, |e| e[g] as usize)
+    }
 }
 
 /// Slots per thread from which the work may be split by output rows rather than by panels.
@@ -110,9 +123,9 @@ pub(crate) fn grouped_gemm(
     out: &mut [f32],
     threads: usize,
 ) {
-    let experts = d.offsets.len().saturating_sub(1);
+    let groups = d.groups();
     let n_slots = d.offsets.last().copied().unwrap_or(0);
-    check(x, d, w, out, experts, n_slots);
+    check(x, d, w, out, n_slots);
     let out_len = out.len();
     if n_slots == 0 || w.out == 0 {
         return;
@@ -126,31 +139,35 @@ pub(crate) fn grouped_gemm(
         let items = threads;
         par_map(threads, items, |item| {
             let span = share(item, items, out_len);
-            for e in 0..experts {
-                let (lo, hi) = (d.offsets[e], d.offsets[e + 1]);
+            for g in 0..groups {
+                let (lo, hi) = (d.offsets[g], d.offsets[g + 1]);
                 let dst = &d.slots.dst[lo..hi];
                 let a = lo + dst.partition_point(|&x| x < span.start);
                 let z = lo + dst.partition_point(|&x| x < span.end);
+                let slots = d.slots.range(a..z);
                 // SAFETY: `check` bounded every slot's rows; this item alone writes the
                 // spans starting in its share (spans are equal or disjoint).
-                unsafe { expert_product(x, d.slots.range(a..z), w, e, 0..panels, base) };
+                unsafe { expert_product(x, slots, w, d.expert(g), 0..panels, base) };
             }
         });
     } else {
         // each item: a share of the output panels of every expert
         let items = threads.min(panels);
         par_map(threads, items, |item| {
-            for e in 0..experts {
-                let slots = d.slots.range(d.offsets[e]..d.offsets[e + 1]);
+            for g in 0..groups {
+                let slots = d.slots.range(d.offsets[g]..d.offsets[g + 1]);
+                let cols = share(item, items, panels);
                 // SAFETY: `check` bounded every slot's rows; this item alone writes these
                 // columns.
-                unsafe { expert_product(x, slots, w, e, share(item, items, panels), base) };
+                unsafe { expert_product(x, slots, w, d.expert(g), cols, base) };
             }
         });
     }
 }
 
-fn check(x: &[f32], d: &Dispatch<'_>, w: Experts<'_>, out: &[f32], experts: usize, n: usize) {
+fn check(x: &[f32], d: &Dispatch<'_>, w: Experts<'_>, out: &[f32], n: usize) {
+    let groups = d.groups();
+    let experts = (0..groups).map(|g| d.expert(g) + 1).max().unwrap_or(0);
     assert!(
         d.slots.src.len() == n
             && d.slots.dst.len() == n
@@ -170,8 +187,8 @@ fn check(x: &[f32], d: &Dispatch<'_>, w: Experts<'_>, out: &[f32], experts: usiz
         "grouped_gemm output rows"
     );
     assert!(
-        (0..experts).all(|e| d.slots.dst[d.offsets[e]..d.offsets[e + 1]].is_sorted()),
-        "grouped_gemm: each expert's destinations ascend"
+        (0..groups).all(|g| d.slots.dst[d.offsets[g]..d.offsets[g + 1]].is_sorted()),
+        "grouped_gemm: each group's destinations ascend"
     );
 }
 
@@ -239,9 +256,28 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
     use switchhead_ops::plan::to_expert_panels;
 
+    fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
+        for (i, (g, v)) in got.iter().zip(want).enumerate() {
+            assert!((g - v).abs() <= tol, "{what} at {i}: {g} vs {v}");
+        }
+    }
+
+    /// Groups in `order` (expert ids) over slots grouped by `offsets`: the new offsets, each
+    /// group's expert and the slot permutation.
+    fn regroup(offsets: &[usize], order: &[usize]) -> (Vec<usize>, Vec<u32>, Vec<usize>) {
+        let (mut offs, mut ids, mut perm) = (vec![0], vec![], vec![]);
+        for &e in order {
+            perm.extend(offsets[e]..offsets[e + 1]);
+            offs.push(perm.len());
+            ids.push(e as u32);
+        }
+        (offs, ids, perm)
+    }
+
     /// The grouped product equals a plain per-slot loop, in both layouts (the AVX-512 tile on
     /// a CPU that has it), across K blocks (> 512), row blocks (> 192 slots of one expert),
-    /// row and panel tails, empty experts, both work splits and thread counts.
+    /// row and panel tails, empty experts, both work splits and thread counts; also with the
+    /// groups naming their experts out of order (the single-row dispatch).
     #[test]
     fn grouped_matches_per_slot_loop() {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
@@ -294,6 +330,7 @@ mod tests {
                 for threads in [1, 2, 3] {
                     let d = Dispatch {
                         offsets: &offsets,
+                        experts: None,
                         slots: Slots {
                             src: &src,
                             dst: &dst,
@@ -308,13 +345,26 @@ mod tests {
                     };
                     let mut got = vec![0.5f32; out_len];
                     grouped_gemm(&x, &d, w, &mut got, threads);
-                    for (i, (g, v)) in got.iter().zip(&want).enumerate() {
-                        let tol = 1e-5 * (inp * slots) as f32;
-                        assert!(
-                            (g - v).abs() <= tol,
-                            "{experts}x{inp}x{out} {layout:?} t{threads} at {i}: {g} vs {v}"
-                        );
-                    }
+                    let tol = 1e-5 * (inp * slots) as f32;
+                    assert_close(&got, &want, tol, &format!("{layout:?} t{threads}"));
+                    // the same slots as groups naming their experts, last expert first
+                    let order: Vec<usize> = (0..experts).rev().collect();
+                    let (offs, ids, perm) = regroup(&offsets, &order);
+                    let pick = |v: &[usize]| perm.iter().map(|&i| v[i]).collect::<Vec<_>>();
+                    let (src2, dst2) = (pick(&src), pick(&dst));
+                    let gate2: Vec<f32> = perm.iter().map(|&i| gate[i]).collect();
+                    let d = Dispatch {
+                        offsets: &offs,
+                        experts: Some(&ids),
+                        slots: Slots {
+                            src: &src2,
+                            dst: &dst2,
+                            gate: Some(&gate2),
+                        },
+                    };
+                    let mut got = vec![0.5f32; out_len];
+                    grouped_gemm(&x, &d, w, &mut got, threads);
+                    assert_close(&got, &want, tol, &format!("{layout:?} t{threads} named"));
                 }
             }
         }
