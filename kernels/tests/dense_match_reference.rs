@@ -50,8 +50,9 @@ fn linear_matches_reference() {
 #[test]
 fn dense_ffn_matches_reference() {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    // Many rows (row blocks per thread) and decode-sized (column blocks per thread).
-    for (rows, d, f) in [(45, 24, 70), (2, 130, 300), (40, 270, 90)] {
+    // Many rows (row blocks per thread; 450 rows: several 192-row hidden blocks per thread)
+    // and decode-sized (column blocks per thread).
+    for (rows, d, f) in [(45, 24, 70), (2, 130, 300), (40, 270, 90), (450, 20, 36)] {
         let x = random(&mut rng, &[rows, d], 1.0);
         let (w1, b1) = (random(&mut rng, &[f, d], 0.3), random(&mut rng, &[f], 0.3));
         let (w2, b2) = (random(&mut rng, &[d, f], 0.3), random(&mut rng, &[d], 0.3));
