@@ -179,29 +179,44 @@ struct Tile {
 }
 
 impl Tile {
+    /// Runs the tile on its first `rows` rows; a panel whose valid columns all sit in its
+    /// first half (a tail of at most 16, as d_head 76's third panel) computes only that half.
     #[target_feature(enable = "avx512f")]
     unsafe fn run(&self, rows: usize) {
-        // SAFETY (all arms): the caller's contract on the tile's pointers.
+        // SAFETY: the caller's contract on the tile's pointers.
         unsafe {
-            match rows {
-                12 => self.rows::<12>(),
-                11 => self.rows::<11>(),
-                10 => self.rows::<10>(),
-                9 => self.rows::<9>(),
-                8 => self.rows::<8>(),
-                7 => self.rows::<7>(),
-                6 => self.rows::<6>(),
-                5 => self.rows::<5>(),
-                4 => self.rows::<4>(),
-                3 => self.rows::<3>(),
-                2 => self.rows::<2>(),
-                _ => self.rows::<1>(),
+            match self.hi {
+                0 => self.run_width::<false>(rows),
+                _ => self.run_width::<true>(rows),
             }
         }
     }
 
     #[target_feature(enable = "avx512f")]
-    unsafe fn rows<const R: usize>(&self) {
+    unsafe fn run_width<const WIDE: bool>(&self, rows: usize) {
+        // SAFETY (all arms): the caller's contract on the tile's pointers.
+        unsafe {
+            match rows {
+                12 => self.rows::<12, WIDE>(),
+                11 => self.rows::<11, WIDE>(),
+                10 => self.rows::<10, WIDE>(),
+                9 => self.rows::<9, WIDE>(),
+                8 => self.rows::<8, WIDE>(),
+                7 => self.rows::<7, WIDE>(),
+                6 => self.rows::<6, WIDE>(),
+                5 => self.rows::<5, WIDE>(),
+                4 => self.rows::<4, WIDE>(),
+                3 => self.rows::<3, WIDE>(),
+                2 => self.rows::<2, WIDE>(),
+                _ => self.rows::<1, WIDE>(),
+            }
+        }
+    }
+
+    /// `WIDE`: both halves of the panel; else the first 16 columns only (the second half's
+    /// accumulators stay zero and its lanes are masked off).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn rows<const R: usize, const WIDE: bool>(&self) {
         let (a, b, kc) = (self.a, self.b, self.kc);
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
         // SAFETY: reads kc x 12 packed activations and kc x 32 panel floats; writes the
@@ -209,11 +224,18 @@ impl Tile {
         unsafe {
             for p in 0..kc {
                 let b0 = _mm512_loadu_ps(b.add(p * PANEL));
-                let b1 = _mm512_loadu_ps(b.add(p * PANEL + 16));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let av = _mm512_set1_ps(*a.add(p * MR + r));
-                    acc[0] = _mm512_fmadd_ps(av, b0, acc[0]);
-                    acc[1] = _mm512_fmadd_ps(av, b1, acc[1]);
+                if WIDE {
+                    let b1 = _mm512_loadu_ps(b.add(p * PANEL + 16));
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let av = _mm512_set1_ps(*a.add(p * MR + r));
+                        acc[0] = _mm512_fmadd_ps(av, b0, acc[0]);
+                        acc[1] = _mm512_fmadd_ps(av, b1, acc[1]);
+                    }
+                } else {
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let av = _mm512_set1_ps(*a.add(p * MR + r));
+                        acc[0] = _mm512_fmadd_ps(av, b0, acc[0]);
+                    }
                 }
             }
             let (lo, hi) = (self.lo, self.hi);
