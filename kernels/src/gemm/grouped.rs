@@ -94,13 +94,18 @@ impl Dispatch<'_> {
 /// Slots per thread from which the work may be split by output rows rather than by panels.
 const ROW_SPLIT: usize = 48;
 
-/// Whether to split by output rows: only with many slots and too few panels to share evenly
-/// (a column split keeps every expert's rows together, so each weight panel serves them all).
-fn split_rows(slots: usize, panels: usize, threads: usize) -> bool {
-    threads > 1
-        && slots >= ROW_SPLIT * threads
-        && !panels.is_multiple_of(threads)
-        && panels < 4 * threads
+/// Slots per group and thread from which a row split pays even when the panels share evenly.
+const ROWS_PER_GROUP: usize = 96;
+
+/// Whether to split by output rows: only with many slots, and then when the panels do not
+/// share evenly or each thread gets many rows of every expert. A column split keeps every
+/// expert's rows together, so each weight panel is read once for all of them, but every
+/// thread packs all the rows; with hundreds of rows per expert (the O experts at batch 8)
+/// packing each row once and an even split win.
+fn split_rows(slots: usize, groups: usize, panels: usize, threads: usize) -> bool {
+    let uneven = !panels.is_multiple_of(threads) && panels < 4 * threads;
+    let deep = slots >= ROWS_PER_GROUP * threads * groups.max(1);
+    threads > 1 && slots >= ROW_SPLIT * threads && (uneven || deep)
 }
 
 /// A raw output pointer shared by the items of one product, which write disjoint elements.
@@ -134,7 +139,7 @@ pub(crate) fn grouped_gemm(
     let panels = w.out.div_ceil(PANEL);
     let threads = threads.max(1);
     let share = |i: usize, n: usize, of: usize| (of * i / n)..(of * (i + 1) / n);
-    if split_rows(n_slots, panels, threads) {
+    if split_rows(n_slots, groups, panels, threads) {
         // each item: the slots whose destination lies in its share of the output
         let items = threads;
         par_map(threads, items, |item| {
