@@ -63,7 +63,6 @@ pub(crate) struct Product<'a> {
 
 impl Projected {
     /// Projects `xq` (`nq` rows) and `xkv` (`nkv` rows, `d` wide) with `proj`.
-    #[allow(clippy::too_many_arguments)] // the two sides and the weights of one layer
     pub fn new(
         a: &MoeAttentionAttrs,
         (proj, proj_layout): (Projections<'_>, WeightLayout),
@@ -79,45 +78,43 @@ impl Projected {
             sel_v: None,
             sel_o: None,
         };
-        match proj {
+        let b = a.merged_blocks();
+        let query = |w, layout, width| Product {
+            x: xq,
+            n: nq,
+            w,
+            layout,
+            width,
+        };
+        let keys = |w, layout, width| Product {
+            x: xkv,
+            n: nkv,
+            w,
+            layout,
+            width,
+        };
+        let mut run = |pr: Product<'_>| p.product(pr, d, threads);
+        let [q, k, sel_v, sel_o] = match proj {
             Projections::Merged(w) => {
-                let blocks = a.merged_blocks();
-                let width = blocks.total();
-                let whole = p.product(
-                    Product {
-                        x: xq,
-                        n: nq,
-                        w,
-                        layout: proj_layout,
-                        width,
-                    },
-                    d,
-                    threads,
-                );
-                let (q0, k0, v0, o0) = blocks.starts();
-                let block = |at, width| Block { at, width, ..whole };
-                p.q = block(q0, blocks.q);
-                p.k = block(k0, blocks.k);
-                p.sel_v = (blocks.sel_v > 0).then(|| block(v0, blocks.sel_v));
-                p.sel_o = (blocks.sel_o > 0).then(|| block(o0, blocks.sel_o));
+                let all = run(query(w, proj_layout, b.total()));
+                let (q0, k0, v0, o0) = b.starts();
+                [
+                    all.cols(q0, b.q),
+                    all.cols(k0, b.k),
+                    all.cols(v0, b.sel_v),
+                    all.cols(o0, b.sel_o),
+                ]
             }
             Projections::Sides { qo, kv } => {
-                let blocks = a.merged_blocks();
-                let (wq, wk) = blocks.sides();
-                let side = |x, n, w, width| Product {
-                    x,
-                    n,
-                    w,
-                    layout: proj_layout,
-                    width,
-                };
-                let query = p.product(side(xq, nq, qo, wq), d, threads);
-                let keys = p.product(side(xkv, nkv, kv, wk), d, threads);
-                let block = |whole: Block, at, width| Block { at, width, ..whole };
-                p.q = block(query, 0, blocks.q);
-                p.sel_o = (blocks.sel_o > 0).then(|| block(query, blocks.q, blocks.sel_o));
-                p.k = block(keys, 0, blocks.k);
-                p.sel_v = (blocks.sel_v > 0).then(|| block(keys, blocks.k, blocks.sel_v));
+                let (wq, wk) = b.sides();
+                let qo = run(query(qo, proj_layout, wq));
+                let kv = run(keys(kv, proj_layout, wk));
+                [
+                    qo.cols(0, b.q),
+                    kv.cols(0, b.k),
+                    kv.cols(b.k, b.sel_v),
+                    qo.cols(b.q, b.sel_o),
+                ]
             }
             Projections::Separate {
                 q,
@@ -125,25 +122,20 @@ impl Projected {
                 sel_v,
                 sel_o,
                 sel_layout,
-            } => {
-                let blocks = a.merged_blocks();
-                let side = |x, n, w, layout, width| Product {
-                    x,
-                    n,
-                    w,
-                    layout,
-                    width,
-                };
-                p.q = p.product(side(xq, nq, q, proj_layout, blocks.q), d, threads);
-                p.k = p.product(side(xkv, nkv, k, proj_layout, blocks.k), d, threads);
-                p.sel_v = sel_v
-                    .filter(|_| blocks.sel_v > 0)
-                    .map(|s| p.product(side(xkv, nkv, s, sel_layout, blocks.sel_v), d, threads));
-                p.sel_o = sel_o
-                    .filter(|_| blocks.sel_o > 0)
-                    .map(|s| p.product(side(xq, nq, s, sel_layout, blocks.sel_o), d, threads));
-            }
-        }
+            } => [
+                Some(run(query(q, proj_layout, b.q))),
+                Some(run(keys(k, proj_layout, b.k))),
+                sel_v
+                    .filter(|_| b.sel_v > 0)
+                    .map(|s| run(keys(s, sel_layout, b.sel_v))),
+                sel_o
+                    .filter(|_| b.sel_o > 0)
+                    .map(|s| run(query(s, sel_layout, b.sel_o))),
+            ],
+        };
+        p.q = q.unwrap_or(Block::EMPTY);
+        p.k = k.unwrap_or(Block::EMPTY);
+        (p.sel_v, p.sel_o) = (sel_v, sel_o);
         p
     }
 
@@ -203,4 +195,14 @@ impl Block {
         width: 0,
         stride: 0,
     };
+
+    /// Columns `at .. at + width` of this block (`None` when empty: a router the variant
+    /// lacks).
+    fn cols(self, at: usize, width: usize) -> Option<Block> {
+        (width > 0).then_some(Block {
+            at: self.at + at,
+            width,
+            ..self
+        })
+    }
 }
