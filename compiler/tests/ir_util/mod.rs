@@ -198,3 +198,13 @@ pub fn assert_same_outputs(a: &[(String, Tensor)], b: &[(String, Tensor)]) {
         );
     }
 }
+
+/// The text form, derived-weight recipes included, parses back to the same graph.
+pub fn assert_text_round_trip(g: &Graph) {
+    let back = switchhead_compiler::ir::parse(&switchhead_compiler::ir::print(g)).unwrap();
+    assert_eq!(
+        switchhead_compiler::ir::print(&back),
+        switchhead_compiler::ir::print(g)
+    );
+    assert_eq!(back.derived, g.derived);
+}
