@@ -163,6 +163,27 @@ fn expert_panels_on_a_matrix_is_rejected() {
     );
 }
 
+/// An all-merged attention computes q, k and the routers from xq alone: one whose xkv is
+/// another value (here the embedding, same shape) is rejected at load, naming the node.
+#[test]
+fn merged_attention_with_two_inputs_is_rejected() {
+    let (_, plan) = gated_plan();
+    let mut bad = plan.clone();
+    let embedded = bad.nodes[0].outputs[0];
+    let attn = bad
+        .nodes
+        .iter_mut()
+        .find(|n| n.name.ends_with(".attn"))
+        .expect("an attention node");
+    assert_ne!(attn.inputs[1], embedded);
+    attn.inputs[1] = embedded;
+    let msg = load_error(&temp("merged"), &zero_weights(&bad));
+    assert!(
+        msg.contains("needs xq and xkv to be the same value") && msg.contains(".attn"),
+        "{msg}"
+    );
+}
+
 /// The file of `plan` with every weight's bytes zero.
 fn zero_weights(plan: &PlanGraph) -> Vec<u8> {
     let mut bytes = Vec::new();

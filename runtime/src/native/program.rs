@@ -1,7 +1,7 @@
 //! A verified plan turned into what the executor walks: steps in order, each with the
 //! values to free after it, and the interface's value ids.
 
-use switchhead_ops::op::{Op, PosEncoding};
+use switchhead_ops::op::{Merge, Op, PosEncoding};
 use switchhead_ops::plan::{PlanDType, PlanFile, PlanMeta};
 
 use crate::info::{LOGITS, MEMORY, MEMORY_OUT, TOKENS};
@@ -119,8 +119,9 @@ fn steps(
         .enumerate()
         .map(|(s, n)| {
             let op = Op::from(&n.op);
-            supported(&op).map_err(|r| format!("node {:?} ({}): {r}", n.name, op.name()))?;
             let inputs: Vec<usize> = n.inputs.iter().map(|&v| v as usize).collect();
+            supported(&op, &inputs)
+                .map_err(|r| format!("node {:?} ({}): {r}", n.name, op.name()))?;
             let mut free: Vec<usize> = inputs
                 .iter()
                 .copied()
@@ -138,11 +139,15 @@ fn steps(
         .collect()
 }
 
-/// What the kernels support, checked at load so a run does not fail on it.
-fn supported(op: &Op) -> Result<(), String> {
+/// What the kernels support, checked at load so a run does not fail on it (or, for an
+/// all-merged attention whose xq and xkv differ, compute something else).
+fn supported(op: &Op, inputs: &[usize]) -> Result<(), String> {
     match op {
         Op::Softmax { axis } if *axis != -1 => Err(format!("axis {axis}: only -1 is supported")),
         Op::MoEAttention(a) if !a.causal => Err("only causal attention is supported".into()),
+        Op::MoEAttention(a) if a.merged == Merge::All && inputs.first() != inputs.get(1) => {
+            Err("merged \"all\" needs xq and xkv to be the same value".into())
+        }
         Op::MoEAttention(a) => match a.pos {
             PosEncoding::Rope {
                 rotate_fraction,
