@@ -229,9 +229,8 @@ fn too_few_keys(xq: &Tensor, xkv: &Tensor) -> OpError {
 pub fn split_merged(
     weights: &[&Tensor],
     merge: Merge,
-    blocks: MergedBlocks,
+    mb: MergedBlocks,
 ) -> Result<[Option<Tensor>; 4], OpError> {
-    let mb = blocks;
     match (merge, weights) {
         (Merge::All, [qkr]) => {
             let [q, k, v, o] = split_rows(qkr, "qkr", &[mb.q, mb.k, mb.sel_v, mb.sel_o])?
