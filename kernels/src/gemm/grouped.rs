@@ -97,6 +97,12 @@ const ROW_SPLIT: usize = 48;
 /// Slots per group and thread from which a row split pays even when the panels share evenly.
 const ROWS_PER_GROUP: usize = 96;
 
+/// Slots per group, on average, in each output block of a row split: a thread goes through
+/// its share of the output a block at a time, every expert adding into the block while it is
+/// in L2 (the O experts at `c4-47m` batch 8: 5% faster than one pass per expert over the
+/// whole share), with enough slots per expert to pay for reading its weight again.
+const SLOTS_PER_BLOCK: usize = 192;
+
 /// Whether to split by output rows: only with many slots, and then when the panels do not
 /// share evenly or each thread gets many rows of every expert. A column split keeps every
 /// expert's rows together, so each weight panel is read once for all of them, but every
@@ -140,19 +146,25 @@ pub(crate) fn grouped_gemm(
     let threads = threads.max(1);
     let share = |i: usize, n: usize, of: usize| (of * i / n)..(of * (i + 1) / n);
     if split_rows(n_slots, groups, panels, threads) {
-        // each item: the slots whose destination lies in its share of the output
+        // each item: the slots whose destination lies in its share of the output, a block of
+        // it at a time
         let items = threads;
+        let blocks = (n_slots / items / (groups * SLOTS_PER_BLOCK).max(1)).max(1);
         par_map(threads, items, |item| {
-            let span = share(item, items, out_len);
-            for g in 0..groups {
-                let (lo, hi) = (d.offsets[g], d.offsets[g + 1]);
-                let dst = &d.slots.dst[lo..hi];
-                let a = lo + dst.partition_point(|&x| x < span.start);
-                let z = lo + dst.partition_point(|&x| x < span.end);
-                let slots = d.slots.range(a..z);
-                // SAFETY: `check` bounded every slot's rows; this item alone writes the
-                // spans starting in its share (spans are equal or disjoint).
-                unsafe { expert_product(x, slots, w, d.expert(g), 0..panels, base) };
+            let whole = share(item, items, out_len);
+            let step = whole.len().div_ceil(blocks).max(1);
+            for start in whole.clone().step_by(step) {
+                let span = start..(start + step).min(whole.end);
+                for g in 0..groups {
+                    let (lo, hi) = (d.offsets[g], d.offsets[g + 1]);
+                    let dst = &d.slots.dst[lo..hi];
+                    let a = lo + dst.partition_point(|&x| x < span.start);
+                    let z = lo + dst.partition_point(|&x| x < span.end);
+                    let slots = d.slots.range(a..z);
+                    // SAFETY: `check` bounded every slot's rows; this item alone writes the
+                    // spans starting in its share (spans are equal or disjoint).
+                    unsafe { expert_product(x, slots, w, d.expert(g), 0..panels, base) };
+                }
             }
         });
     } else {
@@ -281,8 +293,9 @@ mod tests {
 
     /// The grouped product equals a plain per-slot loop, in both layouts (the AVX-512 tile on
     /// a CPU that has it), across K blocks (> 512), row blocks (> 192 slots of one expert),
-    /// row and panel tails, empty experts, both work splits and thread counts; also with the
-    /// groups naming their experts out of order (the single-row dispatch).
+    /// row and panel tails, empty experts, both work splits (the row split in one output block
+    /// and in several) and thread counts; also with the groups naming their experts out of
+    /// order (the single-row dispatch).
     #[test]
     fn grouped_matches_per_slot_loop() {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
@@ -292,6 +305,8 @@ mod tests {
             (5, 600, 33, 450),
             (2, 76, 412, 30),
             (3, 50, 100, 700),
+            // a row split over more than one output block per thread
+            (3, 40, 76, 3600),
         ] {
             let rows = 50;
             let x: Vec<f32> = (0..rows * inp)

@@ -1,4 +1,5 @@
-//! The AVX-512 register tile behind [`super::panels::panels_gemm`].
+//! The AVX-512 register tile behind [`super::panels::panels_gemm`] (activations packed) and
+//! the grouped expert products (activations read in place).
 
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -11,9 +12,12 @@ use super::grouped::Slots;
 /// Activation rows per register tile: 12 x 2 accumulators + 2 weight vectors + 1 broadcast.
 const MR: usize = 12;
 /// K block: a weight panel slice (KC x 32 floats, 64 KiB) streams from L2; larger blocks
-/// measured no slower at our widths and read-modify-write C less often.
+/// measured no slower at our widths and read-modify-write C less often. (Re-measured on the
+/// `c4-47m` FFN, medians of 15 alternated runs: KC 192, 256, 384 and 512, and K split into
+/// equal blocks, all within 3%.)
 const KC: usize = 512;
-/// Row block: its packed activations (MC x KC floats, 384 KiB) stay in L2.
+/// Row block: its activations (MC x KC floats, 384 KiB; packed, or the grouped products'
+/// rows in place) stay in L2 while it goes through every panel.
 const MC: usize = 192;
 
 thread_local! {
@@ -47,7 +51,7 @@ pub(super) unsafe fn panels_gemm(
                     let panel = &w[p * k * PANEL + k0 * PANEL..];
                     for r in (0..rows).step_by(MR) {
                         let t = Tile {
-                            a: buf[(r / MR) * kc * MR..].as_ptr(),
+                            a: TileA::Packed(buf[(r / MR) * kc * MR..].as_ptr()),
                             b: panel.as_ptr(),
                             kc,
                             // SAFETY: row m0 + r < m and column p * 32 < n are inside c.
@@ -71,6 +75,12 @@ pub(super) unsafe fn panels_gemm(
 /// See [`super::grouped::grouped_gemm`]: one expert's slots times panels `panels` of its
 /// weight `w` (`[n, k]` in panels), `out[dst[i] + col] += gate[i] * product(i, col)`.
 ///
+/// The tile reads each slot's input row where it lies instead of packing it: an expert's
+/// output is narrow (V: d_head columns, one to three panels), so a packed copy would be used
+/// once or twice, and copying cost as much as a panel's products (the V experts measured about
+/// 12% faster unpacked at `c4-47m` batch 8; O neutral). A block of [`MC`] slots is taken
+/// through every panel, so its rows are read from memory once and then from L2.
+///
 /// # Safety
 /// AVX-512F is available; `x[src[i]..src[i] + k]` exists for every slot; `w` holds
 /// `ceil(n/32)*32*k` floats; `out + dst[i] + col` is valid for every slot and column
@@ -84,40 +94,41 @@ pub(super) unsafe fn grouped_panels(
     out: *mut f32,
 ) {
     let m = slots.src.len();
-    PACKED.with_borrow_mut(|buf| {
-        for k0 in (0..k).step_by(KC) {
-            let kc = KC.min(k - k0);
-            for m0 in (0..m).step_by(MC) {
-                let rows = MC.min(m - m0);
-                pack(rows, kc, |r| &x[slots.src[m0 + r] + k0..], buf);
-                for p in panels.clone() {
-                    let (lo, hi) = masks(PANEL.min(n - p * PANEL));
-                    let panel = &w[p * k * PANEL + k0 * PANEL..];
-                    for r in (0..rows).step_by(MR) {
-                        let live = MR.min(rows - r);
-                        let mut ptrs = [std::ptr::null_mut(); MR];
-                        let mut gates = [1f32; MR];
-                        for j in 0..live {
-                            let i = m0 + r + j;
-                            // SAFETY: the caller's contract on dst.
-                            ptrs[j] = unsafe { out.add(slots.dst[i] + p * PANEL) };
-                            gates[j] = slots.gate.map_or(1.0, |g| g[i]);
-                        }
-                        let t = Tile {
-                            a: buf[(r / MR) * kc * MR..].as_ptr(),
-                            b: panel.as_ptr(),
-                            kc,
-                            out: TileOut::Scatter { ptrs, gates },
-                            lo,
-                            hi,
-                        };
-                        // SAFETY: the tile's operands hold what it reads and writes.
-                        unsafe { t.run(live) };
+    for k0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - k0);
+        for m0 in (0..m).step_by(MC) {
+            let rows = MC.min(m - m0);
+            for p in panels.clone() {
+                let (lo, hi) = masks(PANEL.min(n - p * PANEL));
+                let panel = &w[p * k * PANEL + k0 * PANEL..];
+                for r in (m0..m0 + rows).step_by(MR) {
+                    let live = MR.min(m0 + rows - r);
+                    let (mut a, mut ptrs, mut gates) = (
+                        [std::ptr::null(); MR],
+                        [std::ptr::null_mut(); MR],
+                        [1f32; MR],
+                    );
+                    for j in 0..live {
+                        a[j] = x[slots.src[r + j] + k0..].as_ptr();
+                        // SAFETY: the caller's contract on dst.
+                        ptrs[j] = unsafe { out.add(slots.dst[r + j] + p * PANEL) };
+                        gates[j] = slots.gate.map_or(1.0, |g| g[r + j]);
                     }
+                    let t = Tile {
+                        a: TileA::Rows(a),
+                        b: panel.as_ptr(),
+                        kc,
+                        out: TileOut::Scatter { ptrs, gates },
+                        lo,
+                        hi,
+                    };
+                    // SAFETY: the tile's operands hold what it reads and writes (rows past
+                    // `live` are not read).
+                    unsafe { t.run(live) };
                 }
             }
         }
-    });
+    }
 }
 
 /// Packs `kc` columns of `rows` activation rows (`row(r)` starts at the first of them) into
@@ -168,9 +179,18 @@ enum TileOut {
     },
 }
 
-/// Up to 12 packed activation rows times one weight panel slice, into C.
+/// Where a tile reads its activations (R of them, R the tile's row count).
+#[derive(Clone, Copy)]
+enum TileA {
+    /// A packed 12-row panel: element (r, p) at `a[p * 12 + r]`.
+    Packed(*const f32),
+    /// Each row where it lies: element (r, p) at `rows[r][p]`.
+    Rows([*const f32; MR]),
+}
+
+/// Up to 12 activation rows times one weight panel slice, into C.
 struct Tile {
-    a: *const f32,
+    a: TileA,
     b: *const f32,
     kc: usize,
     out: TileOut,
@@ -217,27 +237,53 @@ impl Tile {
     /// accumulators stay zero and its lanes are masked off).
     #[target_feature(enable = "avx512f")]
     unsafe fn rows<const R: usize, const WIDE: bool>(&self) {
-        let (a, b, kc) = (self.a, self.b, self.kc);
+        // SAFETY: the caller's contract on the tile's pointers.
+        unsafe {
+            let acc = match self.a {
+                TileA::Packed(a) => self.product::<R, WIDE>(|p, r| *a.add(p * MR + r)),
+                TileA::Rows(rows) => self.product::<R, WIDE>(|p, r| *rows[r].add(p)),
+            };
+            self.store(&acc);
+        }
+    }
+
+    /// The R x 32 (or x 16) product over the tile's K block, in registers.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn product<const R: usize, const WIDE: bool>(
+        &self,
+        a_at: impl Fn(usize, usize) -> f32,
+    ) -> [[__m512; 2]; R] {
+        let (b, kc) = (self.b, self.kc);
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
-        // SAFETY: reads kc x 12 packed activations and kc x 32 panel floats; writes the
-        // masked lanes of R rows of C.
+        // SAFETY: reads kc x 32 panel floats (and what `a_at` reads, the caller's contract).
         unsafe {
             for p in 0..kc {
                 let b0 = _mm512_loadu_ps(b.add(p * PANEL));
                 if WIDE {
                     let b1 = _mm512_loadu_ps(b.add(p * PANEL + 16));
                     for (r, acc) in acc.iter_mut().enumerate() {
-                        let av = _mm512_set1_ps(*a.add(p * MR + r));
+                        let av = _mm512_set1_ps(a_at(p, r));
                         acc[0] = _mm512_fmadd_ps(av, b0, acc[0]);
                         acc[1] = _mm512_fmadd_ps(av, b1, acc[1]);
                     }
                 } else {
                     for (r, acc) in acc.iter_mut().enumerate() {
-                        let av = _mm512_set1_ps(*a.add(p * MR + r));
+                        let av = _mm512_set1_ps(a_at(p, r));
                         acc[0] = _mm512_fmadd_ps(av, b0, acc[0]);
                     }
                 }
             }
+        }
+        acc
+    }
+
+    /// Writes the accumulators to the tile's output (masked lanes of its rows).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn store<const R: usize>(&self, acc: &[[__m512; 2]; R]) {
+        // SAFETY: the caller's contract on the output pointers.
+        unsafe {
             let (lo, hi) = (self.lo, self.hi);
             match &self.out {
                 TileOut::Rows { c, ldc, beta } => {
