@@ -79,10 +79,15 @@ pub fn embedding(
     Ok(y)
 }
 
-/// `a += b` element-wise.
-pub fn add_in_place(a: &mut [f32], b: &[f32]) -> Result<(), KernelError> {
+/// Elements per thread below which an element-wise op stays on one thread.
+const MIN_ELEMENTS: usize = 1 << 15;
+
+/// `a += b` element-wise, on up to `threads` threads.
+pub fn add_in_place(a: &mut [f32], b: &[f32], threads: usize) -> Result<(), KernelError> {
     check_len("Add b", b, a.len())?;
-    a.iter_mut().zip(b).for_each(|(x, &y)| *x += y);
+    par_rows(threads, a, 1, MIN_ELEMENTS, |i0, part| {
+        part.iter_mut().zip(&b[i0..]).for_each(|(x, &y)| *x += y);
+    });
     Ok(())
 }
 
@@ -129,5 +134,25 @@ fn shape(what: &'static str, expected: String, got: usize) -> KernelError {
         what,
         expected,
         got: got.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Split across threads (parts not a multiple of anything), the sum is every element's,
+    /// and a short operand is an error naming it.
+    #[test]
+    fn add_in_place_splits_exactly() {
+        let n = 3 * MIN_ELEMENTS + 17;
+        let b: Vec<f32> = (0..n).map(|i| (i % 13) as f32 * 0.5).collect();
+        for threads in [1, 2, 3] {
+            let mut a: Vec<f32> = (0..n).map(|i| i as f32).collect();
+            add_in_place(&mut a, &b, threads).expect("same lengths");
+            assert!(a.iter().enumerate().all(|(i, &v)| v == i as f32 + b[i]));
+        }
+        let err = add_in_place(&mut [0.0; 4], &[1.0; 3], 2).expect_err("short b");
+        assert!(err.to_string().contains("Add b"), "{err}");
     }
 }

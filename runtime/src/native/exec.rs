@@ -171,7 +171,7 @@ impl<'a> Run<'a> {
                 return Err("Add operand is not a tensor".into());
             };
             let (_, b) = self.view(s.inputs[1])?;
-            k::add_in_place(a.data.to_mut(), b).map_err(|e| e.to_string())?;
+            k::add_in_place(a.data.to_mut(), b, self.threads).map_err(|e| e.to_string())?;
             return Ok(a);
         }
         let views = s
@@ -296,7 +296,7 @@ fn eval(op: &Op, ins: &[Operand<'_>], threads: usize) -> Result<Act<'static>, St
         Op::Add => {
             let ((s, a), (_, b)) = (f(0)?, f(1)?);
             let mut y = a.to_vec();
-            k::add_in_place(&mut y, b).map_err(ke)?;
+            k::add_in_place(&mut y, b, threads).map_err(ke)?;
             Ok(act(s.to_vec(), y))
         }
         Op::Relu => {
