@@ -239,25 +239,34 @@ impl Tile {
     unsafe fn rows<const R: usize, const WIDE: bool>(&self) {
         // SAFETY: the caller's contract on the tile's pointers.
         unsafe {
-            let acc = match self.a {
-                TileA::Packed(a) => self.product::<R, WIDE>(|p, r| *a.add(p * MR + r)),
-                TileA::Rows(rows) => self.product::<R, WIDE>(|p, r| *rows[r].add(p)),
-            };
-            self.store(&acc);
+            match self.a {
+                TileA::Packed(a) => self.rows_from::<R, WIDE, true>(a, &[std::ptr::null(); MR]),
+                TileA::Rows(rows) => self.rows_from::<R, WIDE, false>(std::ptr::null(), &rows),
+            }
         }
     }
 
-    /// The R x 32 (or x 16) product over the tile's K block, in registers.
+    /// The tile reading its activations packed at `a` (`PACKED`) or from `rows`. One body
+    /// from the products to the stores keeps the accumulators in registers (a product
+    /// returned to a shared store went through the stack).
     #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn product<const R: usize, const WIDE: bool>(
+    unsafe fn rows_from<const R: usize, const WIDE: bool, const PACKED: bool>(
         &self,
-        a_at: impl Fn(usize, usize) -> f32,
-    ) -> [[__m512; 2]; R] {
+        a: *const f32,
+        rows: &[*const f32; MR],
+    ) {
         let (b, kc) = (self.b, self.kc);
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
-        // SAFETY: reads kc x 32 panel floats (and what `a_at` reads, the caller's contract).
+        // SAFETY: reads kc x 32 panel floats and kc activations of each of the R rows (the
+        // caller's contract); writes the masked lanes of R output rows.
         unsafe {
+            let a_at = |p: usize, r: usize| {
+                if PACKED {
+                    *a.add(p * MR + r)
+                } else {
+                    *rows[r].add(p)
+                }
+            };
             for p in 0..kc {
                 let b0 = _mm512_loadu_ps(b.add(p * PANEL));
                 if WIDE {
@@ -274,16 +283,6 @@ impl Tile {
                     }
                 }
             }
-        }
-        acc
-    }
-
-    /// Writes the accumulators to the tile's output (masked lanes of its rows).
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn store<const R: usize>(&self, acc: &[[__m512; 2]; R]) {
-        // SAFETY: the caller's contract on the output pointers.
-        unsafe {
             let (lo, hi) = (self.lo, self.hi);
             match &self.out {
                 TileOut::Rows { c, ldc, beta } => {
