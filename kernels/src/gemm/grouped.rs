@@ -5,7 +5,7 @@
 //! the slot's gate and adds it into the slot's output row: over the k experts of a head for
 //! V, over heads and k for O, over k for σ-MoE. [`grouped_gemm`] takes the slots grouped by
 //! expert (offsets into per-slot source rows, destination rows and gates) and does exactly
-//! that, expert by expert, gathering the input rows while packing them and adding
+//! that, expert by expert, reading the input rows where they lie and adding
 //! `gate * product` straight into the destinations: no `[slots, out]` intermediate. A decode
 //! step's single row comes as one group per slot, each naming its expert (no sorting).
 //!
@@ -89,6 +89,15 @@ impl Dispatch<'_> {
     fn expert(&self, g: usize) -> usize {
         self.experts.map_or(g, |e| e[g] as usize)
     }
+
+    /// Group g's slots whose destination starts in `span` (contiguous: `dst` ascend).
+    fn slots_in(&self, g: usize, span: &Range<usize>) -> Slots<'_> {
+        let (lo, hi) = (self.offsets[g], self.offsets[g + 1]);
+        let dst = &self.slots.dst[lo..hi];
+        let a = lo + dst.partition_point(|&x| x < span.start);
+        let z = lo + dst.partition_point(|&x| x < span.end);
+        self.slots.range(a..z)
+    }
 }
 
 /// Slots per thread from which the work may be split by output rows rather than by panels.
@@ -106,8 +115,8 @@ const SLOTS_PER_BLOCK: usize = 192;
 /// Whether to split by output rows: only with many slots, and then when the panels do not
 /// share evenly or each thread gets many rows of every expert. A column split keeps every
 /// expert's rows together, so each weight panel is read once for all of them, but every
-/// thread packs all the rows; with hundreds of rows per expert (the O experts at batch 8)
-/// packing each row once and an even split win.
+/// thread reads all the rows; with hundreds of rows per expert (the O experts at batch 8)
+/// reading each row once and an even split win.
 fn split_rows(slots: usize, groups: usize, panels: usize, threads: usize) -> bool {
     let uneven = !panels.is_multiple_of(threads) && panels < 4 * threads;
     let deep = slots >= ROWS_PER_GROUP * threads * groups.max(1);
@@ -156,11 +165,7 @@ pub(crate) fn grouped_gemm(
             for start in whole.clone().step_by(step) {
                 let span = start..(start + step).min(whole.end);
                 for g in 0..groups {
-                    let (lo, hi) = (d.offsets[g], d.offsets[g + 1]);
-                    let dst = &d.slots.dst[lo..hi];
-                    let a = lo + dst.partition_point(|&x| x < span.start);
-                    let z = lo + dst.partition_point(|&x| x < span.end);
-                    let slots = d.slots.range(a..z);
+                    let slots = d.slots_in(g, &span);
                     // SAFETY: `check` bounded every slot's rows; this item alone writes the
                     // spans starting in its share (spans are equal or disjoint).
                     unsafe { expert_product(x, slots, w, d.expert(g), 0..panels, base) };
