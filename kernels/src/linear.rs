@@ -7,7 +7,7 @@ use switchhead_ops::plan::PANEL;
 
 use crate::KernelError;
 use crate::error::check_len;
-use crate::gemm::{Mat, gemm, panels_gemm};
+use crate::gemm::{Mat, Start, fill_rows, gemm, panels_gemm};
 use crate::parallel::{par_map, par_rows};
 
 /// Rows per thread below which a product stays on one thread.
@@ -62,14 +62,22 @@ impl<'a> Weight<'a> {
         }
     }
 
-    /// `y = x @ w^T + beta * y` on the rows of `x`, `y` at row stride `ldy`.
-    fn product(self, x: Mat<'_>, y: &mut [f32], ldy: usize, beta: f32) {
+    /// `y = x @ w^T (+ bias)` on the rows of `x`, `y` at row stride `ldy` (overwritten).
+    fn product(self, x: Mat<'_>, y: &mut [f32], ldy: usize, bias: Option<&[f32]>) {
+        let start = bias.map_or(Start::Beta(0.0), Start::Bias);
         match self.layout {
             WeightLayout::RowMajor => {
+                let beta = match start {
+                    Start::Bias(b) => {
+                        fill_rows(y, ldy, b, x.rows);
+                        1.0
+                    }
+                    Start::Beta(beta) => beta,
+                };
                 let wt = Mat::rows(self.data, self.out, self.inp).t();
                 gemm(x, wt, y, ldy, beta);
             }
-            WeightLayout::Panels => panels_gemm(x, self.data, self.out, y, ldy, beta),
+            WeightLayout::Panels => panels_gemm(x, self.data, self.out, y, ldy, start),
         }
     }
 }
@@ -154,22 +162,8 @@ fn linear_into(x: &[f32], w: Weight<'_>, bias: Option<&[f32]>, threads: usize, y
     par_rows(threads, y, w.out, MIN_ROWS, |r0, block| {
         let n = rows_of(block, w.out);
         let xs = Mat::rows(x, rows_of(x, w.inp), w.inp).row_range(r0, n);
-        let beta = fill_bias(block, w.out, bias);
-        w.product(xs, block, w.out, beta);
+        w.product(xs, block, w.out, bias);
     });
-}
-
-/// Writes `bias` into every row of `block` and returns the beta that keeps it (0 without).
-fn fill_bias(block: &mut [f32], width: usize, bias: Option<&[f32]>) -> f32 {
-    match bias {
-        Some(b) => {
-            block
-                .chunks_exact_mut(width.max(1))
-                .for_each(|row| row.copy_from_slice(b));
-            1.0
-        }
-        None => 0.0,
-    }
 }
 
 /// [`linear_into`] for few rows (decode steps): the threads split the output columns, in
@@ -183,9 +177,9 @@ fn linear_cols(x: &[f32], w: Weight<'_>, bias: Option<&[f32]>, threads: usize, y
     let parts = par_map(threads, out.div_ceil(per), |p| {
         let (c0, n) = (p * per, per.min(out - p * per));
         let mut part = vec![0f32; rows * n];
-        let beta = fill_bias(&mut part, n, bias.map(|b| &b[c0..c0 + n]));
         let xs = Mat::rows(x, rows, w.inp);
-        w.cols(c0, n).product(xs, &mut part, n, beta);
+        w.cols(c0, n)
+            .product(xs, &mut part, n, bias.map(|b| &b[c0..c0 + n]));
         part
     });
     for (p, part) in parts.iter().enumerate() {

@@ -16,7 +16,16 @@ mod panels;
 mod tile512;
 
 pub(crate) use grouped::{Dispatch, Experts, Slots, grouped_gemm};
-pub(crate) use panels::panels_gemm;
+pub(crate) use panels::{fill_rows, panels_gemm};
+
+/// How a product starts its output: `c = a @ b + beta * c`, or `c = a @ b + bias` with one
+/// bias value per output column (added in the register tile's stores, so C is written once
+/// and never read).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Start<'a> {
+    Beta(f32),
+    Bias(&'a [f32]),
+}
 
 /// A read-only strided matrix view: element (i, j) is `data[i*rs + j*cs]`.
 #[derive(Debug, Clone, Copy)]

@@ -9,14 +9,22 @@
 
 use switchhead_ops::plan::PANEL;
 
-use super::{Mat, gemm};
+use super::{Mat, Start, gemm};
 
-/// `c = a @ w^T + beta * c`: `a` `[m, k]` with contiguous rows, `w` the `panels` layout of an
-/// `[n, k]` weight (starting at a panel boundary), `c` `[m, n]` at row stride `ldc`.
+/// `c = a @ w^T + beta * c` or `c = a @ w^T + bias` ([`Start`]): `a` `[m, k]` with
+/// contiguous rows, `w` the `panels` layout of an `[n, k]` weight (starting at a panel
+/// boundary), `c` `[m, n]` at row stride `ldc`.
 ///
 /// Shapes are the callers' invariants (validated at the kernel entry points); a mismatch is a
 /// bug and panics rather than reading out of bounds.
-pub(crate) fn panels_gemm(a: Mat<'_>, w: &[f32], n: usize, c: &mut [f32], ldc: usize, beta: f32) {
+pub(crate) fn panels_gemm(
+    a: Mat<'_>,
+    w: &[f32],
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+    start: Start<'_>,
+) {
     let (m, k) = (a.rows, a.cols);
     assert!(a.cs == 1 && a.fits(), "panels_gemm activations");
     assert!(
@@ -27,18 +35,35 @@ pub(crate) fn panels_gemm(a: Mat<'_>, w: &[f32], n: usize, c: &mut [f32], ldc: u
         return;
     }
     assert!((m - 1) * ldc + n <= c.len(), "panels_gemm output");
+    if let Start::Bias(b) = start {
+        assert!(b.len() >= n, "panels_gemm bias");
+    }
     #[cfg(target_arch = "x86_64")]
     if super::avx512::available() {
         // SAFETY: AVX-512F is present and every operand holds what the product touches
         // (checked above).
-        return unsafe { super::tile512::panels_gemm(a, w, n, c, ldc, beta) };
+        return unsafe { super::tile512::panels_gemm(a, w, n, c, ldc, start) };
     }
-    portable(a, w, n, c, ldc, beta);
+    portable(a, w, n, c, ldc, start);
 }
 
-/// [`panels_gemm`] as one [`gemm`] per panel.
-fn portable(a: Mat<'_>, w: &[f32], n: usize, c: &mut [f32], ldc: usize, beta: f32) {
+/// Writes `row` into the first `row.len()` columns of `m` rows of `c` (row stride `ldc`).
+pub(crate) fn fill_rows(c: &mut [f32], ldc: usize, row: &[f32], m: usize) {
+    for r in 0..m {
+        c[r * ldc..r * ldc + row.len()].copy_from_slice(row);
+    }
+}
+
+/// [`panels_gemm`] as one [`gemm`] per panel (a bias written into C first).
+fn portable(a: Mat<'_>, w: &[f32], n: usize, c: &mut [f32], ldc: usize, start: Start<'_>) {
     let k = a.cols;
+    let beta = match start {
+        Start::Beta(beta) => beta,
+        Start::Bias(b) => {
+            fill_rows(c, ldc, &b[..n], a.rows);
+            1.0
+        }
+    };
     for p in 0..n.div_ceil(PANEL) {
         let cols = PANEL.min(n - p * PANEL);
         let panel = Mat {
@@ -70,8 +95,16 @@ mod tests {
             let panels = to_panels(&w, n, k);
             let ldc = n + 2;
             let c0: Vec<f32> = (0..m * ldc).map(|_| rng.random_range(-1.0..1.0)).collect();
-            for beta in [0.0, 1.0] {
+            let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            for start in [Start::Beta(0.0), Start::Beta(1.0), Start::Bias(&bias)] {
                 let mut want = c0.clone();
+                let beta = match start {
+                    Start::Beta(beta) => beta,
+                    Start::Bias(b) => {
+                        fill_rows(&mut want, ldc, b, m);
+                        1.0
+                    }
+                };
                 super::super::portable(
                     Mat::rows(&a, m, k),
                     Mat::rows(&w, n, k).t(),
@@ -80,8 +113,8 @@ mod tests {
                     beta,
                 );
                 let (mut fast, mut slow) = (c0.clone(), c0.clone());
-                panels_gemm(Mat::rows(&a, m, k), &panels, n, &mut fast, ldc, beta);
-                portable(Mat::rows(&a, m, k), &panels, n, &mut slow, ldc, beta);
+                panels_gemm(Mat::rows(&a, m, k), &panels, n, &mut fast, ldc, start);
+                portable(Mat::rows(&a, m, k), &panels, n, &mut slow, ldc, start);
                 for (i, ((x, y), z)) in fast.iter().zip(&slow).zip(&want).enumerate() {
                     let tol = if i % ldc < n { 1e-5 * k as f32 } else { 0.0 };
                     assert!(

@@ -6,8 +6,8 @@ use std::cell::RefCell;
 
 use switchhead_ops::plan::PANEL;
 
-use super::Mat;
 use super::grouped::Slots;
+use super::{Mat, Start};
 
 /// Activation rows per register tile: 12 x 2 accumulators + 2 weight vectors + 1 broadcast.
 const MR: usize = 12;
@@ -39,13 +39,18 @@ pub(super) unsafe fn panels_gemm(
     n: usize,
     c: &mut [f32],
     ldc: usize,
-    beta: f32,
+    start: Start<'_>,
 ) {
     let (m, k) = (a.rows, a.cols);
     PACKED.with_borrow_mut(|buf| {
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
-            let beta = if k0 == 0 { beta } else { 1.0 };
+            // the first K block starts C as asked, the later ones add to it
+            let (beta, bias) = match start {
+                _ if k0 > 0 => (1.0, std::ptr::null()),
+                Start::Beta(beta) => (beta, std::ptr::null()),
+                Start::Bias(b) => (0.0, b.as_ptr()),
+            };
             for m0 in (0..m).step_by(MC) {
                 let rows = MC.min(m - m0);
                 pack(rows, kc, |r| &a.data[(m0 + r) * a.rs + k0..], buf);
@@ -62,6 +67,10 @@ pub(super) unsafe fn panels_gemm(
                                 c: unsafe { c.as_mut_ptr().add((m0 + r) * ldc + p * PANEL) },
                                 ldc,
                                 beta,
+                                bias: match bias.is_null() {
+                                    true => bias,
+                                    false => bias.wrapping_add(p * PANEL),
+                                },
                             },
                             lo,
                             hi,
@@ -173,8 +182,13 @@ fn masks(cols: usize) -> (u16, u16) {
 
 /// Where a tile's rows go.
 enum TileOut {
-    /// `c[r * ldc + j] = acc + beta * c[r * ldc + j]`.
-    Rows { c: *mut f32, ldc: usize, beta: f32 },
+    /// `c[r * ldc + j] = acc + beta * c[r * ldc + j] + bias[j]` (`bias` null: no bias).
+    Rows {
+        c: *mut f32,
+        ldc: usize,
+        beta: f32,
+        bias: *const f32,
+    },
     /// `ptrs[r][j] += gates[r] * acc` (routed slots, each row its own destination).
     Scatter {
         ptrs: [*mut f32; MR],
@@ -294,11 +308,19 @@ impl Tile {
             }
             let (lo, hi) = (self.lo, self.hi);
             match &self.out {
-                TileOut::Rows { c, ldc, beta } => {
+                TileOut::Rows { c, ldc, beta, bias } => {
                     let keep = _mm512_set1_ps(*beta);
+                    let (b0, b1) = match bias.is_null() {
+                        true => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+                        false => (
+                            _mm512_maskz_loadu_ps(lo, *bias),
+                            _mm512_maskz_loadu_ps(hi, bias.add(16)),
+                        ),
+                    };
                     for (r, acc) in acc.iter().enumerate() {
                         let cr = c.add(r * ldc);
-                        let (mut v0, mut v1) = (acc[0], acc[1]);
+                        let (mut v0, mut v1) =
+                            (_mm512_add_ps(acc[0], b0), _mm512_add_ps(acc[1], b1));
                         if *beta != 0.0 {
                             v0 = _mm512_fmadd_ps(keep, _mm512_maskz_loadu_ps(lo, cr), v0);
                             v1 = _mm512_fmadd_ps(keep, _mm512_maskz_loadu_ps(hi, cr.add(16)), v1);
