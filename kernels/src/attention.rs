@@ -6,6 +6,7 @@
 //! Numerics as `switchhead_ops::attention`, with f32 accumulation.
 
 use crate::gemm::{Mat, gemm};
+use crate::vexp::exp_shifted_sum;
 
 /// Query rows per block: the logits of a block stay in cache.
 const BLOCK: usize = 64;
@@ -70,14 +71,12 @@ fn add_relative(
     lo: i64,
 ) {
     for i in 0..rows {
-        let r = (r0 + i) as i64;
         let visible = (r0 + i + offset + 1).min(keys);
         let row = &mut logits[i * keys..i * keys + visible];
-        let rel_row = &rel[i * width..(i + 1) * width];
-        for (c, l) in row.iter_mut().enumerate() {
-            let j = c as i64 - r - offset as i64 - lo;
-            *l += rel_row[j as usize];
-        }
+        // key c reads relative position c - r - offset, at index c + first in the table row
+        let first = (-((r0 + i + offset) as i64) - lo) as usize;
+        let rel_row = &rel[i * width + first..i * width + first + visible];
+        row.iter_mut().zip(rel_row).for_each(|(l, r)| *l += r);
     }
 }
 
@@ -87,11 +86,7 @@ fn softmax_prefix(row: &mut [f32], visible: usize) {
     let (live, masked) = row.split_at_mut(visible);
     masked.iter_mut().for_each(|v| *v = 0.0);
     let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for v in live.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
+    let sum = exp_shifted_sum(live, max);
     let inv = 1.0 / sum;
     live.iter_mut().for_each(|v| *v *= inv);
 }

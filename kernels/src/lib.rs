@@ -11,6 +11,7 @@ mod gemm;
 mod parallel;
 mod positions;
 mod projections;
+mod vexp;
 
 pub mod attention;
 pub mod cuda;

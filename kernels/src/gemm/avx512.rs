@@ -15,7 +15,7 @@ pub(super) const SMALL_M: usize = 4;
 
 /// Whether this CPU runs AVX-512F, unless `SWITCHHEAD_NO_AVX512` is set (to force and test
 /// the portable path).
-pub(super) fn available() -> bool {
+pub(crate) fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
         std::env::var_os("SWITCHHEAD_NO_AVX512").is_none() && is_x86_feature_detected!("avx512f")

@@ -15,6 +15,8 @@ mod panels;
 #[cfg(target_arch = "x86_64")]
 mod tile512;
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx512::available as avx512_available;
 pub(crate) use grouped::{Dispatch, Experts, Slots, grouped_gemm};
 pub(crate) use panels::{fill_rows, panels_gemm};
 
