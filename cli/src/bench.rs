@@ -125,6 +125,9 @@ struct Report {
     times_ms: Vec<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     profile: Option<Vec<OpTime>>,
+    /// The process's peak resident memory so far (Linux `VmHWM`): load, warmup and runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peak_rss_kib: Option<u64>,
 }
 
 /// Runs `switchhead bench`.
@@ -179,6 +182,7 @@ pub fn run(args: Args) -> Result<()> {
         stats,
         times_ms: times.iter().map(|d| d.as_secs_f64() * 1e3).collect(),
         profile,
+        peak_rss_kib: peak_rss_kib(),
     };
     match args.json {
         true => println!("{}", serde_json::to_string(&report)?),
@@ -215,6 +219,9 @@ fn print_text(r: &Report) {
         s.min_ms, s.p10_ms, s.p90_ms, s.max_ms
     );
     println!("throughput: {:.1} tokens/s", r.tokens_per_s);
+    if let Some(kib) = r.peak_rss_kib {
+        println!("peak RSS: {:.1} MiB", kib as f64 / 1024.0);
+    }
     for t in r.profile.iter().flatten() {
         println!(
             "profile: {:<14} {:>4} nodes/pass {:>10.3} ms/pass {:>5.1}%",
@@ -224,6 +231,14 @@ fn print_text(r: &Report) {
             100.0 * t.share
         );
     }
+}
+
+/// This process's peak resident set size in KiB (`VmHWM` in `/proc/self/status`; None where
+/// that file does not exist or lacks the line).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Per-pass times by op, largest first, from the executor's totals over `passes` passes.

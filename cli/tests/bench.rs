@@ -93,6 +93,12 @@ fn json_output_is_one_object_with_the_statistics() {
     for key in ["p10_ms", "p90_ms", "tokens_per_s", "load_ms", "threads"] {
         assert!(v[key].is_number(), "{key} in {v}");
     }
+    // the process's own peak resident memory, where Linux reports it (the binary alone is
+    // megabytes)
+    if cfg!(target_os = "linux") {
+        let rss = v["peak_rss_kib"].as_u64().expect("peak_rss_kib");
+        assert!(rss > 1024, "peak RSS {rss} KiB: {v}");
+    }
 }
 
 #[test]

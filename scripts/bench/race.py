@@ -25,6 +25,10 @@ after a `seq`-token prompt (prompt not timed): ours via `switchhead bench --deco
 `--kv-cache` file (no context limit, so no cache restart), ORT via a
 `--decompose --kv-cache` file (gather and dense), PyTorch with its own KV cache.
 
+Two more cases measure our plans alone: `attention-262m` (the SwitchHead attention's time
+against the dense baseline's, from `switchhead bench --profile`) and `memory-c4-262m` (a plan
+session's peak resident memory against its weights).
+
 Reported: median with spread (p10-p90, min-max), tokens/s, ratio engine/ours (>1: ours is
 faster), achieved GFLOP/s of the whole pass (`forward_flops`: only the needed FLOPs) and its
 share of a large fp32 GEMM ceiling measured in the same run (max of ONNX Runtime MatMul,
@@ -61,6 +65,10 @@ CASES = {
     "c4-262m-b1": (["--preset", "c4-262m"], 1, 512, "forward"),
     "switchall-259m-b1": (["--preset", "switchall-259m"], 1, 512, "forward"),
     "dense-c4-262m-b1": (["--preset", "dense-c4-262m"], 1, 512, "forward-ours"),
+    # our plans only: MoEAttention time per pass, c4-262m against its dense baseline
+    "attention-262m": (None, 1, 512, "attention"),
+    # our plan only: the peak resident memory of a c4-262m session against its weight bytes
+    "memory-c4-262m": (None, 1, 512, "memory"),
     "c4-47m-rope-decode": (["--preset", "c4-47m", "--pos-encoding", "rope"], 1, 256, "decode"),
 }
 QUICK_CASES = ["c4-47m-b1", "c4-47m-rope-decode"]
@@ -342,6 +350,15 @@ def model_key(case):
     return stem if stem and batch.isdigit() else case
 
 
+# the cases that measure other cases' models: name -> the forward cases whose models they use
+MEASURES = {"attention-262m": ["c4-262m-b1", "dense-c4-262m-b1"], "memory-c4-262m": ["c4-262m-b1"]}
+
+
+def model_keys(case):
+    """The cache folders a case reads."""
+    return [model_key(c) for c in MEASURES.get(case, [case])]
+
+
 def prepare(tools, name, synth_args, cache, kinds):
     """Synth checkpoint + the compiled files `kinds` needs; returns (ckpt dir, {kind: path})."""
     d = os.path.join(cache, model_key(name))
@@ -455,6 +472,69 @@ def decode_case(tools, name, spec, a):
             "flops": flops, "bytes": decode_bytes(cfg, seq + steps // 2), "results": r}
 
 
+def op_ms(profile, op):
+    """Milliseconds per pass of `op` in a `switchhead bench --profile --json` report."""
+    return sum(t["ms"] for t in profile.get("profile") or [] if t["op"] == op)
+
+
+def attention_case(tools, name, spec, a):
+    """MoEAttention's time per pass (`switchhead bench --profile`) in the SwitchHead plan and
+    in its dense baseline, the two alternated in `a.rounds` rounds of `a.runs / a.rounds` runs."""
+    _, batch, seq, _ = spec
+    plans = {}
+    for case in MEASURES[name]:
+        synth_args = CASES[case][0]
+        plans[model_key(case)] = prepare(tools, case, synth_args, a.cache, ["plan"])[1]["plan"]
+    per = max(1, -(-a.runs // a.rounds))
+    ms = {k: [] for k in plans}
+    for rnd in range(a.rounds):
+        for key, plan in plans.items():
+            log(f"    {key} --profile (round {rnd + 1}/{a.rounds}) ...")
+            out = json.loads(run([tools.sh, "bench", plan, "--batch", str(batch), "--seq", str(seq),
+                                  "--runs", str(per), "--warmup", str(a.warmup),
+                                  "--threads", str(a.threads), "--json", "--profile"]))
+            ms[key].append(op_ms(out, "MoEAttention"))
+    return {"case": name, "mode": "attention", "batch": batch, "seq": seq, "ms": ms}
+
+
+def memory_case(tools, name, spec, a):
+    """Peak RSS of a whole `switchhead bench` process on the plan (load, warmup, timed runs;
+    reported by the process) against the plan file's bytes (a header and op list of a few KiB, the rest weights)."""
+    _, batch, seq, _ = spec
+    case = MEASURES[name][0]
+    plan = prepare(tools, case, CASES[case][0], a.cache, ["plan"])[1]["plan"]
+    log(f"    peak RSS of a {model_key(case)} plan session ...")
+    # the process reports its own peak (`VmHWM`): a forked child's getrusage would count the
+    # pages it shared with this Python process (torch and numpy loaded) before exec
+    out = json.loads(run([tools.sh, "bench", plan, "--batch", str(batch), "--seq", str(seq), "--runs", "2",
+                          "--warmup", "1", "--threads", str(a.threads), "--json"]))
+    if out.get("peak_rss_kib") is None:
+        raise RuntimeError("switchhead bench reported no peak RSS (not Linux?)")
+    rss = out["peak_rss_kib"]
+    return {"case": name, "mode": "memory", "batch": batch, "seq": seq, "model": model_key(case),
+            "rss_kib": rss, "plan_bytes": os.path.getsize(plan)}
+
+
+def measure_lines(cases):
+    """The attention and memory targets' lines."""
+    lines = []
+    for c in cases:
+        if c["mode"] == "attention":
+            (moe, moe_ms), (dense, dense_ms) = c["ms"].items()
+            ratios = [m / d for m, d in zip(moe_ms, dense_ms)]
+            each = ", ".join(f"{m:.0f}/{d:.0f}" for m, d in zip(moe_ms, dense_ms))
+            lines += [f"Attention, seq {c['seq']} (`MoEAttention` ms per pass from `switchhead bench --profile` "
+                      f"on the plans, {len(ratios)} alternated rounds, {moe}/{dense}: {each}): sums "
+                      f"{sum(moe_ms):.0f} against {sum(dense_ms):.0f} ms = {sum(moe_ms) / sum(dense_ms):.2f}x, "
+                      f"per round {min(ratios):.2f}-{max(ratios):.2f}x (target <= 0.6x).", ""]
+        if c["mode"] == "memory":
+            rss, plan = c["rss_kib"] * 1024, c["plan_bytes"]
+            lines += [f"Memory, {c['model']} plan session at batch {c['batch']}, seq {c['seq']}: peak RSS "
+                      f"{rss / 2**20:,.0f} MiB (`VmHWM` of the `switchhead bench` process) for a "
+                      f"{plan / 2**20:,.0f} MiB plan file = {rss / plan:.2f}x (target <= 1.3x).", ""]
+    return lines
+
+
 # ----------------------------------------------------------------------------- report
 
 def race_pick(results, prefix):
@@ -559,11 +639,13 @@ def main():
             if a.quick:
                 spec = (spec[0], spec[1], 64, spec[3])
             log(f"[{name}]")
-            fn = decode_case if spec[3] == "decode" else forward_case
+            fn = {"decode": decode_case, "attention": attention_case,
+                  "memory": memory_case}.get(spec[3], forward_case)
             cases.append(fn(tools, name, spec, a))
-            later = [model_key(n) for n in names[names.index(name) + 1 :]]
-            if not a.keep and model_key(name) not in later:
-                shutil.rmtree(os.path.join(a.cache, model_key(name)), ignore_errors=True)
+            later = {k for n in names[names.index(name) + 1 :] for k in model_keys(n)}
+            for key in model_keys(name):
+                if not a.keep and key not in later:
+                    shutil.rmtree(os.path.join(a.cache, key), ignore_errors=True)
     finally:
         if tmp and not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -578,9 +660,10 @@ def main():
         f"GEMM ceiling (fp32 {a.gemm_n}^3, GFLOP/s): {ceil_txt}; ceiling = {ceiling:.0f}.",
         f"Command: `{' '.join([os.path.basename(sys.executable)] + sys.argv)}`",
         "",
-        table(cases, ceiling),
+        table([c for c in cases if "results" in c], ceiling),
         "",
         *decode_bounds(cases, bandwidth),
+        *measure_lines(cases),
         "engine/ours: median time of the engine divided by ours (> 1: ours is faster). "
         "(raced): the faster form of that library. GFLOP/s: `forward_flops` (needed FLOPs only) "
         "over the median. Decode rows: per-step times, tokens/s = batch / median step. "
