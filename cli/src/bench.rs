@@ -56,7 +56,8 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Also report the time per op type per forward pass (native `.shplan` executor only).
+    /// Also report the time per op type per timed forward pass (native `.shplan` executor
+    /// only; the warmup passes are not counted).
     #[arg(long, conflicts_with = "decode")]
     pub profile: bool,
 }
@@ -163,7 +164,7 @@ pub fn run(args: Args) -> Result<()> {
         ),
     };
     let stats = Stats::of(&times);
-    let passes = (args.runs + args.warmup) as u64;
+    let passes = args.runs as u64; // --profile is forward only
     let profile = args.profile.then(|| op_times(profile::take(), passes));
     profile::enable(false);
     let report = Report {
@@ -304,6 +305,8 @@ fn time_forward(session: &Session, tokens: &TokenBatch, args: &Args) -> Result<V
     for _ in 0..args.warmup {
         session.logits(tokens)?;
     }
+    // the profile covers the timed runs only: a first pass also faults the weights in
+    profile::take();
     let mut times = Vec::with_capacity(args.runs);
     for _ in 0..args.runs {
         let start = Instant::now();
