@@ -18,6 +18,8 @@ pub enum BackendKind {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionOptions {
     /// Worker threads for matrix products and our kernels; `None`: the available cores.
+    /// The native kernels count the calling thread as one of them: a thread that runs a
+    /// session gets its own `threads - 1` helper threads at its first call, which end with it.
     pub threads: Option<usize>,
     /// The backend.
     pub backend: BackendKind,
