@@ -1,10 +1,10 @@
-//! Parallel maps on persistent worker pools (rayon), kept for the process: a decode step runs
-//! about a hundred parallel regions, and starting threads for each cost more than the work.
+//! Parallel maps on persistent worker pools (rayon): a decode step runs about a hundred
+//! parallel regions, and starting threads for each cost more than the work.
 //!
 //! A thread that calls in gets its own pool at its first call, with itself as worker 0 and
 //! `threads - 1` helpers: it runs its share of a region itself and takes back what no helper
-//! has stolen, instead of handing the region to the pool and sleeping until it is done (about
-//! 8% of a `c4-47m` decode step, in alternated runs). The pool ends with its thread. Calls
+//! has stolen, instead of handing the region to the pool and sleeping until it is done (8-12%
+//! of a `c4-47m` decode step, in alternated runs). The pool ends with its thread. Calls
 //! with another thread count, and calls from threads that are already rayon workers, use
 //! shared pools (one per thread count), as all calls did before.
 
