@@ -7,7 +7,7 @@ use switchhead_ops::plan::PANEL;
 
 use crate::KernelError;
 use crate::error::check_len;
-use crate::gemm::{Mat, Start, fill_rows, gemm, panels_gemm};
+use crate::gemm::{Mat, Start, gemm, panels_gemm};
 use crate::parallel::{par_map, par_rows};
 
 /// Rows per thread below which a product stays on one thread.
@@ -67,13 +67,7 @@ impl<'a> Weight<'a> {
         let start = bias.map_or(Start::Beta(0.0), Start::Bias);
         match self.layout {
             WeightLayout::RowMajor => {
-                let beta = match start {
-                    Start::Bias(b) => {
-                        fill_rows(y, ldy, b, x.rows);
-                        1.0
-                    }
-                    Start::Beta(beta) => beta,
-                };
+                let beta = start.written_into(y, ldy, self.out, x.rows);
                 let wt = Mat::rows(self.data, self.out, self.inp).t();
                 gemm(x, wt, y, ldy, beta);
             }

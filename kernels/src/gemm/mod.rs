@@ -18,7 +18,7 @@ mod tile512;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx512::available as avx512_available;
 pub(crate) use grouped::{Dispatch, Experts, Slots, grouped_gemm};
-pub(crate) use panels::{fill_rows, panels_gemm};
+pub(crate) use panels::panels_gemm;
 
 /// How a product starts its output: `c = a @ b + beta * c`, or `c = a @ b + bias` with one
 /// bias value per output column (added in the register tile's stores, so C is written once
@@ -27,6 +27,23 @@ pub(crate) use panels::{fill_rows, panels_gemm};
 pub(crate) enum Start<'a> {
     Beta(f32),
     Bias(&'a [f32]),
+}
+
+impl Start<'_> {
+    /// For a product that cannot add a bias in its stores: writes the bias into the first `n`
+    /// columns of `m` rows of `c` (row stride `ldc`) and returns the beta that keeps it (or
+    /// the beta asked for).
+    pub(crate) fn written_into(self, c: &mut [f32], ldc: usize, n: usize, m: usize) -> f32 {
+        match self {
+            Start::Beta(beta) => beta,
+            Start::Bias(b) => {
+                for r in 0..m {
+                    c[r * ldc..r * ldc + n].copy_from_slice(&b[..n]);
+                }
+                1.0
+            }
+        }
+    }
 }
 
 /// A read-only strided matrix view: element (i, j) is `data[i*rs + j*cs]`.

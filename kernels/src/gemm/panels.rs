@@ -47,23 +47,10 @@ pub(crate) fn panels_gemm(
     portable(a, w, n, c, ldc, start);
 }
 
-/// Writes `row` into the first `row.len()` columns of `m` rows of `c` (row stride `ldc`).
-pub(crate) fn fill_rows(c: &mut [f32], ldc: usize, row: &[f32], m: usize) {
-    for r in 0..m {
-        c[r * ldc..r * ldc + row.len()].copy_from_slice(row);
-    }
-}
-
 /// [`panels_gemm`] as one [`gemm`] per panel (a bias written into C first).
 fn portable(a: Mat<'_>, w: &[f32], n: usize, c: &mut [f32], ldc: usize, start: Start<'_>) {
     let k = a.cols;
-    let beta = match start {
-        Start::Beta(beta) => beta,
-        Start::Bias(b) => {
-            fill_rows(c, ldc, &b[..n], a.rows);
-            1.0
-        }
-    };
+    let beta = start.written_into(c, ldc, n, a.rows);
     for p in 0..n.div_ceil(PANEL) {
         let cols = PANEL.min(n - p * PANEL);
         let panel = Mat {
@@ -98,13 +85,7 @@ mod tests {
             let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
             for start in [Start::Beta(0.0), Start::Beta(1.0), Start::Bias(&bias)] {
                 let mut want = c0.clone();
-                let beta = match start {
-                    Start::Beta(beta) => beta,
-                    Start::Bias(b) => {
-                        fill_rows(&mut want, ldc, b, m);
-                        1.0
-                    }
-                };
+                let beta = start.written_into(&mut want, ldc, n, m);
                 super::super::portable(
                     Mat::rows(&a, m, k),
                     Mat::rows(&w, n, k).t(),

@@ -49,9 +49,9 @@ pub(super) unsafe fn panels_gemm(
             let kc = KC.min(k - k0);
             // the first K block starts C as asked, the later ones add to it
             let (beta, bias) = match start {
-                _ if k0 > 0 => (1.0, std::ptr::null()),
-                Start::Beta(beta) => (beta, std::ptr::null()),
-                Start::Bias(b) => (0.0, b.as_ptr()),
+                _ if k0 > 0 => (1.0, None),
+                Start::Beta(beta) => (beta, None),
+                Start::Bias(b) => (0.0, Some(b.as_ptr())),
             };
             for m0 in (0..m).step_by(MC) {
                 let rows = MC.min(m - m0);
@@ -69,10 +69,7 @@ pub(super) unsafe fn panels_gemm(
                                 c: unsafe { c.as_mut_ptr().add((m0 + r) * ldc + p * PANEL) },
                                 ldc,
                                 beta,
-                                bias: match bias.is_null() {
-                                    true => bias,
-                                    false => bias.wrapping_add(p * PANEL),
-                                },
+                                bias: bias.map(|b| b.wrapping_add(p * PANEL)),
                             },
                             lo,
                             hi,
@@ -184,12 +181,12 @@ fn masks(cols: usize) -> (u16, u16) {
 
 /// Where a tile's rows go.
 enum TileOut {
-    /// `c[r * ldc + j] = acc + beta * c[r * ldc + j] + bias[j]` (`bias` null: no bias).
+    /// `c[r * ldc + j] = acc + beta * c[r * ldc + j] (+ bias[j])`.
     Rows {
         c: *mut f32,
         ldc: usize,
         beta: f32,
-        bias: *const f32,
+        bias: Option<*const f32>,
     },
     /// `ptrs[r][j] += gates[r] * acc` (routed slots, each row its own destination).
     Scatter {
@@ -312,11 +309,11 @@ impl Tile {
             match &self.out {
                 TileOut::Rows { c, ldc, beta, bias } => {
                     let keep = _mm512_set1_ps(*beta);
-                    let (b0, b1) = match bias.is_null() {
-                        true => (_mm512_setzero_ps(), _mm512_setzero_ps()),
-                        false => (
-                            _mm512_maskz_loadu_ps(lo, *bias),
-                            _mm512_maskz_loadu_ps(hi, bias.add(16)),
+                    let (b0, b1) = match *bias {
+                        None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+                        Some(b) => (
+                            _mm512_maskz_loadu_ps(lo, b),
+                            _mm512_maskz_loadu_ps(hi, b.add(16)),
                         ),
                     };
                     for (r, acc) in acc.iter().enumerate() {
