@@ -477,14 +477,16 @@ def op_ms(profile, op):
     return sum(t["ms"] for t in profile.get("profile") or [] if t["op"] == op)
 
 
+def plan_of(tools, case, a):
+    """The `.shplan` of a forward case's model (compiled into the cache if missing)."""
+    return prepare(tools, case, CASES[case][0], a.cache, ["plan"])[1]["plan"]
+
+
 def attention_case(tools, name, spec, a):
     """MoEAttention's time per pass (`switchhead bench --profile`) in the SwitchHead plan and
     in its dense baseline, the two alternated in `a.rounds` rounds of `a.runs / a.rounds` runs."""
     _, batch, seq, _ = spec
-    plans = {}
-    for case in MEASURES[name]:
-        synth_args = CASES[case][0]
-        plans[model_key(case)] = prepare(tools, case, synth_args, a.cache, ["plan"])[1]["plan"]
+    plans = {model_key(case): plan_of(tools, case, a) for case in MEASURES[name]}
     per = max(1, -(-a.runs // a.rounds))
     ms = {k: [] for k in plans}
     for rnd in range(a.rounds):
@@ -499,10 +501,11 @@ def attention_case(tools, name, spec, a):
 
 def memory_case(tools, name, spec, a):
     """Peak RSS of a whole `switchhead bench` process on the plan (load, warmup, timed runs;
-    reported by the process) against the plan file's bytes (a header and op list of a few KiB, the rest weights)."""
+    reported by the process) against the plan file's bytes (a header and op list of a few
+    KiB, the rest weights)."""
     _, batch, seq, _ = spec
     case = MEASURES[name][0]
-    plan = prepare(tools, case, CASES[case][0], a.cache, ["plan"])[1]["plan"]
+    plan = plan_of(tools, case, a)
     log(f"    peak RSS of a {model_key(case)} plan session ...")
     # the process reports its own peak (`VmHWM`): a forked child's getrusage would count the
     # pages it shared with this Python process (torch and numpy loaded) before exec
