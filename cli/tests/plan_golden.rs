@@ -8,8 +8,8 @@ mod common;
 use std::path::PathBuf;
 
 use common::{
-    TOL, compile_plan, compile_plan_unpacking, compile_plan_with, max_rel_err, model_dir,
-    run_goldens, worst_error,
+    TOL, check_repeated_runs, compile_plan, compile_plan_unpacking, compile_plan_with, max_rel_err,
+    model_dir, run_goldens, worst_error,
 };
 use switchhead_ops::plan::{PlanLayout, PlanWeight};
 
@@ -81,6 +81,23 @@ fn xl_with_memory() {
 #[test]
 fn switchall_with_memory() {
     check("switchall");
+}
+
+/// An XL session keeps each layer's position keys between passes: every golden chunk run
+/// twice in a row through one session (the second run takes the kept keys; the chunks'
+/// three key counts replace them) gives the same logits both times, within tolerance.
+#[test]
+fn xl_position_keys_kept_between_passes() {
+    for name in ["xl", "switchall"] {
+        let path = compile_plan(name, WeightDType::F32, None, "plan-golden-poskeys");
+        let opts = SessionOptions {
+            threads: Some(2),
+            ..Default::default()
+        };
+        let session = Session::load(&path, opts).expect("session");
+        check_repeated_runs(name, &session);
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{TOL, model_dir, worst_error};
+use common::{TOL, check_repeated_runs, model_dir, worst_error};
 
 use switchhead_compiler::import::{LoadOptions, load_model};
 use switchhead_compiler::ir::lower;
@@ -82,4 +82,16 @@ fn dense() {
 #[test]
 fn gated() {
     check_all("gated");
+}
+
+/// The custom-domain op keeps each XL layer's position keys between runs: every golden chunk
+/// run twice in a row gives the same logits both times.
+#[test]
+fn xl_position_keys_kept_between_runs() {
+    for name in ["xl", "switchall"] {
+        let path = compile(name, Form::Custom);
+        let session = Session::load(&path, SessionOptions::default()).expect("session");
+        check_repeated_runs(name, &session);
+        let _ = std::fs::remove_file(path);
+    }
 }

@@ -7,6 +7,8 @@
 //! head) in parallel, route the output side and project as one grouped expert product.
 //! Matches `switchhead_ops::moe_attention::moe_attention` row by row.
 
+use std::sync::Arc;
+
 use switchhead_ops::op::{AttentionVariant, MoeAttentionAttrs, PosEncoding};
 
 use crate::KernelError;
@@ -16,6 +18,7 @@ use crate::gemm::{Experts, Mat, grouped_gemm};
 use crate::linear::WeightLayout::{self, RowMajor};
 use crate::linear::project_rows;
 use crate::parallel::par_map;
+pub use crate::positions::PositionKeyCache;
 use crate::positions::{RopeTable, xl_position_keys};
 pub use crate::projections::Projections;
 use crate::projections::{Block, Projected};
@@ -34,6 +37,9 @@ pub struct MoeAttentionWeights<'a> {
     pub o: &'a [f32],
     /// `[H*dh, D]`, XL only.
     pub pos_to_pk: Option<&'a [f32]>,
+    /// Where this layer's XL position keys are kept between calls (None: computed on every
+    /// call). Belongs to this layer: see [`PositionKeyCache`].
+    pub pos_keys: Option<&'a PositionKeyCache>,
     /// How `q`, `k` (or the merged `qkr`) and `pos_to_pk` are stored.
     pub proj_layout: WeightLayout,
     /// How the experts variant's `v` and `o` stacks are stored (`Panels`: the plan's
@@ -167,12 +173,16 @@ fn routed(
     y
 }
 
-/// Applies RoPE to q and k in place, or builds the XL position keys `(table, lo)`.
+/// XL position keys `[P, H*dh]` and the relative position of their row 0.
+type RelativeKeys = (Arc<Vec<f32>>, i64);
+
+/// Applies RoPE to q and k in place, or builds (or takes from the layer's cache) the XL
+/// position keys `(table, lo)`.
 fn positions(
     cx: &Ctx<'_>,
     p: &mut Projected,
     scale: f64,
-) -> Result<Option<(Vec<f32>, i64)>, KernelError> {
+) -> Result<Option<RelativeKeys>, KernelError> {
     let Dims { t, tk, d, .. } = cx.dims;
     match cx.a.pos {
         PosEncoding::Rope {
@@ -187,19 +197,20 @@ fn positions(
             Ok(None)
         }
         PosEncoding::Xl => {
-            let w_pk = cx.w.pos_to_pk.unwrap_or_default();
+            let w_pk = (cx.w.pos_to_pk.unwrap_or_default(), cx.w.proj_layout);
             let lo = -(tk as i64 - 1);
-            Ok(Some((
-                xl_position_keys(
-                    (w_pk, cx.w.proj_layout),
+            let table = match cx.w.pos_keys {
+                Some(cache) => cache.keys(w_pk, cx.hd, d, scale, (lo, 0), cx.threads)?,
+                None => Arc::new(xl_position_keys(
+                    w_pk,
                     cx.hd,
                     d,
                     scale,
                     (lo, 0),
                     cx.threads,
-                )?,
-                lo,
-            )))
+                )?),
+            };
+            Ok(Some((table, lo)))
         }
     }
 }

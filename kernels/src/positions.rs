@@ -104,6 +104,65 @@ impl RopeTable {
     }
 }
 
+/// One XL layer's position keys, kept between calls. They depend only on the layer's
+/// `pos_to_pk`, the scale and the key count, so a session that keeps one of these per layer
+/// computes them once per key count (in an evaluation over equal chunks: twice, without and
+/// with memory) instead of on every forward pass, where they were about 6% of
+/// `switchall-259m`'s time at seq 512. Holds the last table asked for; a call with other
+/// weights or sizes replaces it.
+#[derive(Debug, Default)]
+pub struct PositionKeyCache {
+    last: Mutex<Option<(PosKey, Arc<Vec<f32>>)>>,
+}
+
+/// What a cached table was computed from: the weight's address and length (the cache
+/// belongs to one layer; these guard against its reuse with other weights), its layout,
+/// the sizes and the scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PosKey {
+    weight: (usize, usize),
+    panels: bool,
+    hd: usize,
+    d: usize,
+    scale: u64,
+    range: (i64, i64),
+}
+
+impl PositionKeyCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// [`xl_position_keys`], from the cache when the last call had the same inputs.
+    pub(crate) fn keys(
+        &self,
+        w_pk: (&[f32], WeightLayout),
+        hd: usize,
+        d: usize,
+        scale: f64,
+        range: (i64, i64),
+        threads: usize,
+    ) -> Result<Arc<Vec<f32>>, KernelError> {
+        let key = PosKey {
+            weight: (w_pk.0.as_ptr() as usize, w_pk.0.len()),
+            panels: w_pk.1 == WeightLayout::Panels,
+            hd,
+            d,
+            scale: scale.to_bits(),
+            range,
+        };
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((k, table)) = last.as_ref()
+            && *k == key
+        {
+            return Ok(Arc::clone(table));
+        }
+        let table = Arc::new(xl_position_keys(w_pk, hd, d, scale, range, threads)?);
+        *last = Some((key, Arc::clone(&table)));
+        Ok(table)
+    }
+}
+
 /// Position keys `Kp(p) = (s * pe(p)) @ Wpk^T` for p in `lo..=hi`: `[hi-lo+1, H*dh]`.
 pub(crate) fn xl_position_keys(
     w_pk: (&[f32], WeightLayout),
@@ -144,4 +203,41 @@ fn scaled_sinusoids(lo: i64, hi: i64, d: usize, scale: f64) -> Arc<Vec<f32>> {
         *last = Some((key, Arc::clone(&table)));
     }
     table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cache gives what a fresh computation gives, hands back the same table while the
+    /// inputs stay the same, and recomputes when the key count or the weight changes.
+    #[test]
+    fn position_key_cache_hits_and_replaces() {
+        let (hd, d) = (6, 8);
+        let w: Vec<f32> = (0..hd * d).map(|i| (i as f32 * 0.37).sin()).collect();
+        let other: Vec<f32> = w.iter().map(|v| v * 2.0).collect();
+        let fresh = |w: &[f32], lo| {
+            xl_position_keys((w, WeightLayout::RowMajor), hd, d, 0.5, (lo, 0), 1).expect("even d")
+        };
+        let cache = PositionKeyCache::new();
+        let get = |w: &[f32], lo| {
+            cache
+                .keys((w, WeightLayout::RowMajor), hd, d, 0.5, (lo, 0), 1)
+                .expect("even d")
+        };
+        let a = get(&w, -9);
+        assert_eq!(*a, fresh(&w, -9));
+        assert!(Arc::ptr_eq(&a, &get(&w, -9)), "same inputs: the kept table");
+        let b = get(&w, -4);
+        assert_eq!(*b, fresh(&w, -4));
+        assert!(
+            !Arc::ptr_eq(&b, &get(&w, -9)),
+            "another key count: recomputed"
+        );
+        assert_eq!(
+            *get(&other, -9),
+            fresh(&other, -9),
+            "other weights: recomputed"
+        );
+    }
 }

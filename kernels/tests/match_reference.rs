@@ -124,6 +124,7 @@ fn kernel_weights(w: &Weights) -> MoeAttentionWeights<'_> {
         v: w.v.data(),
         o: w.o.data(),
         pos_to_pk: w.pk.as_ref().map(Tensor::data),
+        pos_keys: None,
         proj_layout: WeightLayout::RowMajor,
         expert_layout: WeightLayout::RowMajor,
     }
@@ -252,6 +253,7 @@ fn run_case(c: Case, batch: usize, t: usize, mem: usize, seed: u64) {
             sel_layout: WeightLayout::Panels,
         },
         pos_to_pk: pk.as_deref(),
+        pos_keys: None,
         proj_layout: WeightLayout::Panels,
         v: if experts { &v } else { kw.v },
         o: if experts { &o } else { kw.o },
@@ -384,6 +386,7 @@ fn odd_rotated_channels_are_rejected() {
     let w = weights(&c, &mut rng);
     let kw = MoeAttentionWeights {
         pos_to_pk: None,
+        pos_keys: None,
         ..kernel_weights(&w)
     };
     let x = vec![0f32; 2 * c.d];

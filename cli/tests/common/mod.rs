@@ -110,6 +110,16 @@ fn unpack_weights(plan: &mut PlanGraph, rule: fn(&PlanWeight) -> bool) -> usize 
 
 /// Every golden chunk of `name` through `session`: (label, logits, golden logits).
 pub fn run_goldens(name: &str, session: &Session) -> Vec<(String, Vec<f32>, Vec<f32>)> {
+    run_goldens_repeated(name, session, 1)
+}
+
+/// [`run_goldens`], each chunk run `times` times in a row on the same input (one result per
+/// run; XL memory moves on from the last).
+pub fn run_goldens_repeated(
+    name: &str,
+    session: &Session,
+    times: usize,
+) -> Vec<(String, Vec<f32>, Vec<f32>)> {
     let mut out = Vec::new();
     for golden in ["golden_long", "golden_short", "golden_mem"] {
         let file = model_dir(name).join(format!("{golden}.safetensors"));
@@ -125,25 +135,47 @@ pub fn run_goldens(name: &str, session: &Session) -> Vec<(String, Vec<f32>, Vec<
                 .flat_map(|b| t.sequence(b).to_vec())
                 .collect();
             let tokens = TokenBatch::new(t.batch(), t.seq(), ids).expect("batch");
-            let logits = match session.is_xl() {
-                true => {
-                    let (logits, next) = session
-                        .forward_chunk(&tokens, memory.as_ref())
-                        .expect("chunk");
-                    memory = Some(next);
-                    logits
-                }
-                false => session.logits(&tokens).expect("logits"),
-            };
             let want = read_f32(&file, &st, &chunk.replace("tokens", "logits")).expect("logits");
-            out.push((
-                format!("{golden} {chunk}"),
-                logits.data,
-                want.data().to_vec(),
-            ));
+            let mut next_memory = None;
+            for _ in 0..times {
+                let logits = match session.is_xl() {
+                    true => {
+                        let (logits, next) = session
+                            .forward_chunk(&tokens, memory.as_ref())
+                            .expect("chunk");
+                        next_memory = Some(next);
+                        logits
+                    }
+                    false => session.logits(&tokens).expect("logits"),
+                };
+                out.push((
+                    format!("{golden} {chunk}"),
+                    logits.data,
+                    want.data().to_vec(),
+                ));
+            }
+            memory = next_memory;
         }
     }
     out
+}
+
+/// Every golden chunk of `name` run twice in a row through `session` gives the same logits
+/// both times, within [`TOL`] of the golden ones (state the session keeps between runs, as
+/// XL position keys, changes nothing).
+pub fn check_repeated_runs(name: &str, session: &Session) {
+    let runs = run_goldens_repeated(name, session, 2);
+    assert!(runs.len() >= 8, "{name}: golden chunks");
+    for pair in runs.chunks_exact(2) {
+        let ((label, a, golden), (_, b, _)) = (&pair[0], &pair[1]);
+        let diff = max_rel_err(b, a);
+        assert!(
+            a == b,
+            "{name} {label}: the second run differs (max rel {diff:e})"
+        );
+        let err = max_rel_err(b, golden);
+        assert!(err <= TOL, "{name} {label}: max rel err {err}");
+    }
 }
 
 /// The worst max relative error of `session` over the golden files of `name`.

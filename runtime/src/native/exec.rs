@@ -195,6 +195,9 @@ impl<'a> Run<'a> {
                 self.present.push(present);
                 Ok(y)
             }
+            (Op::MoEAttention(a), None) => {
+                attention(a, &views, s.pos_keys.as_deref(), self.threads)
+            }
             _ => eval(&s.op, &views, self.threads),
         }
     }
@@ -329,7 +332,7 @@ fn eval(op: &Op, ins: &[Operand<'_>], threads: usize) -> Result<Act<'static>, St
             let y = k::dense_ffn(&w, x, rows(s), last(s), threads).map_err(ke)?;
             Ok(act(s.to_vec(), y))
         }
-        Op::MoEAttention(a) => attention(a, ins, threads),
+        Op::MoEAttention(a) => attention(a, ins, None, threads),
         Op::SigmaMoe(a) => sigma_moe(a, ins, threads),
     }
 }
@@ -359,12 +362,15 @@ fn concat((sa, a): View<'_>, (sb, b): View<'_>) -> Result<Act<'static>, String> 
     Ok(act(vec![*ba, m + t, *da], y))
 }
 
+/// A whole-sequence attention step; `pos_keys`: the node's XL position-key cache.
 fn attention(
     a: &MoeAttentionAttrs,
     ins: &[Operand<'_>],
+    pos_keys: Option<&k::moe_attention::PositionKeyCache>,
     threads: usize,
 ) -> Result<Act<'static>, String> {
-    let (weights, dims) = attention_inputs(a, ins)?;
+    let (mut weights, dims) = attention_inputs(a, ins)?;
+    weights.pos_keys = pos_keys;
     let (xq, xkv) = (ins[0].f32()?.1, ins[1].f32()?.1);
     let y = k::moe_attention(a, &weights, xq, xkv, dims, threads).map_err(|e| e.to_string())?;
     Ok(act(vec![dims.batch, dims.t, dims.d], y))
@@ -440,6 +446,7 @@ fn attention_inputs<'s>(
         v,
         o,
         pos_to_pk: pk.map(|(_, data, _)| data),
+        pos_keys: None,
         proj_layout,
         expert_layout,
     };

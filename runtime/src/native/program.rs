@@ -1,6 +1,9 @@
 //! A verified plan turned into what the executor walks: steps in order, each with the
 //! values to free after it, and the interface's value ids.
 
+use std::sync::Arc;
+
+use switchhead_kernels::moe_attention::PositionKeyCache;
 use switchhead_ops::op::{Merge, Op, PosEncoding};
 use switchhead_ops::plan::{PlanDType, PlanFile, PlanMeta};
 
@@ -15,6 +18,8 @@ pub(crate) struct Step {
     pub output: usize,
     /// Values whose last use is this step (never graph outputs or weights).
     pub free: Vec<usize>,
+    /// An XL attention node's position keys, kept for the session's next passes.
+    pub pos_keys: Option<Arc<PositionKeyCache>>,
 }
 
 /// The executable form of a plan.
@@ -128,7 +133,9 @@ fn steps(
                 .filter(|&v| last_use[v] == Some(s) && weight_of[v].is_none() && !keep.contains(&v))
                 .collect();
             free.dedup();
+            let xl = matches!(&op, Op::MoEAttention(a) if a.pos == PosEncoding::Xl);
             Ok(Step {
+                pos_keys: xl.then(|| Arc::new(PositionKeyCache::new())),
                 name: n.name.clone(),
                 op,
                 inputs,

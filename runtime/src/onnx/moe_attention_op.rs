@@ -7,7 +7,9 @@
 //! `past_value` `[B,H,P,dh]` and two more outputs `present_key`, `present_value`
 //! `[B,H,P+T,dh]` (xkv is xq); the step runs `switchhead_kernels::moe_attention_kv`.
 
-use switchhead_kernels::moe_attention::Dims;
+use std::sync::Arc;
+
+use switchhead_kernels::moe_attention::{Dims, PositionKeyCache};
 use switchhead_kernels::{
     KvPast, MoeAttentionWeights, Projections, WeightLayout, moe_attention, moe_attention_kv,
 };
@@ -24,6 +26,19 @@ pub struct MoEAttentionOp {
     pub attrs: MoeAttentionAttrs,
     /// Takes `past_key`/`past_value` and returns the present cache too.
     pub kv_cache: bool,
+    /// The node's XL position keys, kept between runs.
+    pub pos_keys: SharedPosKeys,
+}
+
+/// A node's [`PositionKeyCache`]: a cache, not part of what the op computes, so any two
+/// compare equal.
+#[derive(Debug, Clone, Default)]
+pub struct SharedPosKeys(pub Arc<PositionKeyCache>);
+
+impl PartialEq for SharedPosKeys {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 // tract compares ops with `Eq`; the f64 RoPE attributes come from finite ONNX floats.
@@ -74,7 +89,7 @@ impl EvalOp for MoEAttentionOp {
 
 impl MoEAttentionOp {
     /// The weight inputs, in the order `Op::MoEAttention` fixes.
-    fn weights<'a>(&self, inputs: &'a [TValue]) -> TractResult<MoeAttentionWeights<'a>> {
+    fn weights<'a>(&'a self, inputs: &'a [TValue]) -> TractResult<MoeAttentionWeights<'a>> {
         let s = self.attrs.slots();
         let slice = |i: usize| f32_slice(&inputs[i]);
         let optional = |i: Option<usize>| i.map(slice).transpose();
@@ -97,6 +112,7 @@ impl MoEAttentionOp {
             v: slice(s.v)?,
             o: slice(s.o)?,
             pos_to_pk: optional(s.pos_to_pk)?,
+            pos_keys: Some(&self.pos_keys.0),
             proj_layout: WeightLayout::RowMajor,
             expert_layout: WeightLayout::RowMajor,
         })
@@ -218,6 +234,7 @@ impl Expansion for MoEAttentionHir {
         let op = MoEAttentionOp {
             attrs: self.attrs,
             kv_cache: self.kv_cache,
+            pos_keys: SharedPosKeys::default(),
         };
         model.wire_node(prefix, op, inputs)
     }
