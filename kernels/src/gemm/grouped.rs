@@ -297,7 +297,8 @@ mod tests {
     }
 
     /// The grouped product equals a plain per-slot loop, in both layouts (the AVX-512 tile on
-    /// a CPU that has it), across K blocks (> 512), row blocks (> 192 slots of one expert),
+    /// a CPU that has it), across K blocks (> 512), runs of panels (> 8 at K 512), row blocks
+    /// (> 192 slots of one expert),
     /// row and panel tails, empty experts, both work splits (the row split in one output block
     /// and in several) and thread counts; also with the groups naming their experts out of
     /// order (the single-row dispatch).
@@ -309,6 +310,8 @@ mod tests {
             (4, 40, 76, 300),
             (5, 600, 33, 450),
             (2, 76, 412, 30),
+            // K blocks of 512 and 88 across runs of 8 and 46 panels (22 panels)
+            (2, 600, 700, 40),
             (3, 50, 100, 700),
             // a row split over more than one output block per thread
             (3, 40, 76, 3600),
