@@ -16,7 +16,7 @@
 //! is read once and serves all of its expert's rows. When the panels do not share evenly
 //! (V with d_head 76: three panels on two threads) and there are many slots, each thread
 //! instead takes the slots whose `dst` falls in its share of the output (contiguous within
-//! each expert, since each expert's `dst` ascend) and packs each input row once for all the
+//! each expert, since each expert's `dst` ascend) and reads each input row once for all the
 //! panels.
 
 use std::ops::Range;
