@@ -141,7 +141,9 @@ pub(crate) fn values(cx: &Ctx<'_>, p: &Projected, xkv: &[f32]) -> Vec<f32> {
 
 /// The routing of the experts variant from a block of router logits.
 fn routing(cx: &Ctx<'_>, p: &Projected, logits: Block) -> Routing {
-    route_logits(p.rows(logits), cx.a.heads, cx.a.experts, cx.a.k)
+    let row = |i: usize| p.row(logits, i);
+    let n = p.rows(logits).len();
+    route_logits(row, n, (cx.a.heads, cx.a.experts, cx.a.k), cx.threads)
 }
 
 /// One routed expert site: adds every slot's `gate * (input row @ W_e)` (`stack`:

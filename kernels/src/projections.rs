@@ -159,6 +159,12 @@ impl Projected {
     }
 
     /// The block's rows, writable.
+    /// Row `i` of block `b`.
+    pub fn row(&self, b: Block, i: usize) -> &[f32] {
+        let at = i * b.stride + b.at;
+        &self.bufs[b.buf][at..at + b.width]
+    }
+
     pub fn rows_mut(&mut self, b: Block) -> impl Iterator<Item = &mut [f32]> {
         self.bufs[b.buf]
             .chunks_exact_mut(b.stride.max(1))
