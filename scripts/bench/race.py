@@ -82,7 +82,8 @@ def forward_flops(cfg, batch, t_new, t_keys):
       - routed experts: k of E per head (attention V and O), K_ff of N_E (σ-MoE), not all E;
       - attention scores and P@V over the full T x Tk rectangle (what every engine here computes;
         the causal half is not subtracted), plus the XL position term (q . Kp over Tk positions
-        and the Kp projection of Tk sinusoids, once per batch);
+        and the Kp projection of Tk sinusoids, once per batch: what the other engines compute
+        on every pass; our sessions keep it per layer and compute it once per key count);
       - projections, routers, FFN, output layer; embedding lookups, LayerNorm, softmax and
         elementwise work are not counted."""
     D, L, V = cfg["d_model"], cfg["n_layers"], cfg["vocab_size"]

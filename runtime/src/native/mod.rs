@@ -6,7 +6,9 @@
 //! [`crate::RuntimeError::InvalidPlan`] naming the file and the problem. f32 weights are
 //! used in place from the map (the file must not be modified while a session uses it);
 //! f16/bf16 weights are widened once at load. A run walks the op list in order, freeing
-//! each intermediate after its last use.
+//! each intermediate after its last use. Each Transformer-XL attention node keeps its
+//! position keys (`[Tk, H*dh]`, computed from its weights for the last key count) between
+//! runs: 16.5 MiB for `c4-262m` at 512 keys, 33 MiB at 1024.
 
 mod backend;
 mod exec;
