@@ -8,7 +8,7 @@
 //! f16/bf16 weights are widened once at load. A run walks the op list in order, freeing
 //! each intermediate after its last use. Each Transformer-XL attention node keeps its
 //! position keys (`[Tk, H*dh]`, computed from its weights for the last key count) between
-//! runs: 16.5 MiB for `c4-262m` at 512 keys, 33 MiB at 1024.
+//! runs: 16.5 MB for `c4-262m` at 512 keys, 33 MB at 1024.
 
 mod backend;
 mod exec;
