@@ -121,7 +121,7 @@ pub struct PositionKeyCache {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PosKey {
     weight: (usize, usize),
-    panels: bool,
+    layout: WeightLayout,
     hd: usize,
     d: usize,
     scale: u64,
@@ -145,7 +145,7 @@ impl PositionKeyCache {
     ) -> Result<Arc<Vec<f32>>, KernelError> {
         let key = PosKey {
             weight: (w_pk.0.as_ptr() as usize, w_pk.0.len()),
-            panels: w_pk.1 == WeightLayout::Panels,
+            layout: w_pk.1,
             hd,
             d,
             scale: scale.to_bits(),

@@ -121,9 +121,9 @@ fn select_top_k(
         if top.len() == keep && !top.last().is_some_and(|&(_, c)| l.total_cmp(&c).is_gt()) {
             continue;
         }
-        let at = top.iter().position(|&(_, c)| l.total_cmp(&c).is_gt());
         top.truncate(keep - 1);
-        top.insert(at.unwrap_or(top.len()).min(top.len()), (i, l));
+        let at = top.iter().position(|&(_, c)| l.total_cmp(&c).is_gt());
+        top.insert(at.unwrap_or(top.len()), (i, l));
     }
     top.iter_mut().for_each(|(_, v)| *v = gate(*v));
     if keep > k && k > 0 && top[k].1.total_cmp(&top[k - 1].1).is_ge() {

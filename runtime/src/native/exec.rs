@@ -195,10 +195,7 @@ impl<'a> Run<'a> {
                 self.present.push(present);
                 Ok(y)
             }
-            (Op::MoEAttention(a), None) => {
-                attention(a, &views, s.pos_keys.as_deref(), self.threads)
-            }
-            _ => eval(&s.op, &views, self.threads),
+            _ => eval(s, &views, self.threads),
         }
     }
 
@@ -279,10 +276,11 @@ fn rows(shape: &[usize]) -> usize {
     shape[..shape.len().saturating_sub(1)].iter().product()
 }
 
-fn eval(op: &Op, ins: &[Operand<'_>], threads: usize) -> Result<Act<'static>, String> {
+/// One step that needs no state but its own (the KV-cache steps are [`Run::step`]'s).
+fn eval(step: &Step, ins: &[Operand<'_>], threads: usize) -> Result<Act<'static>, String> {
     let f = |i: usize| ins[i].f32();
     let ke = |e: k::KernelError| e.to_string();
-    match op {
+    match &step.op {
         Op::Embedding => embedding(ins),
         Op::LayerNorm { eps } => {
             let ((s, x), (_, w), (_, b)) = (f(0)?, f(1)?, f(2)?);
@@ -332,7 +330,7 @@ fn eval(op: &Op, ins: &[Operand<'_>], threads: usize) -> Result<Act<'static>, St
             let y = k::dense_ffn(&w, x, rows(s), last(s), threads).map_err(ke)?;
             Ok(act(s.to_vec(), y))
         }
-        Op::MoEAttention(a) => attention(a, ins, None, threads),
+        Op::MoEAttention(a) => attention(a, ins, step.pos_keys.as_deref(), threads),
         Op::SigmaMoe(a) => sigma_moe(a, ins, threads),
     }
 }
