@@ -2,21 +2,13 @@
 // Grid: (rows), block: 256 threads striding over D. Tokens are range-checked on the host; an
 // out-of-range id here writes zeros instead of reading out of bounds.
 
-template <typename W>
-__device__ void embedding(const long long* tokens, const W* table, float* out, int rows, int d,
-                          int vocab) {
-    const int r = blockIdx.x;
+KERNEL void embedding(GLOBAL_MEM const i64* tokens, GLOBAL_MEM const void* table, int wtype,
+                      GLOBAL_MEM float* out, int rows, int d, int vocab) {
+    const i64 r = GID_0;
     if (r >= rows) return;
-    const long long tok = tokens[r];
-    const bool ok = tok >= 0 && tok < vocab;
-    const W* src = table + (size_t)(ok ? tok : 0) * d;
-    float* dst = out + (size_t)r * d;
-    for (int i = threadIdx.x; i < d; i += blockDim.x) dst[i] = ok ? to_f32(src[i]) : 0.0f;
+    const i64 tok = tokens[r];
+    const int ok = tok >= 0 && tok < vocab;
+    const i64 src = (ok ? tok : 0) * (i64)d;
+    GLOBAL_MEM float* dst = out + r * d;
+    for (int i = LID_0; i < d; i += LDIM_0) dst[i] = ok ? load_w(table, src + i, wtype) : 0.0f;
 }
-
-#define SH_EMBEDDING(S, W)                                                                       \
-    extern "C" __global__ void embedding_##S(const long long* tokens, const W* table,           \
-                                             float* out, int rows, int d, int vocab) {          \
-        embedding<W>(tokens, table, out, rows, d, vocab);                                        \
-    }
-SH_INSTANTIATE_W(SH_EMBEDDING)

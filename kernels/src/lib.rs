@@ -15,6 +15,7 @@ mod vexp;
 
 pub mod attention;
 pub mod cuda;
+pub mod gpu;
 pub mod kv_attention;
 pub mod linear;
 pub mod moe_attention;

@@ -9,12 +9,11 @@ mod cache;
 mod error;
 #[cfg(feature = "cuda")]
 mod nvrtc;
-mod sources;
 
+pub use crate::gpu::{COMMON, KernelSource, SOURCES, source};
 pub use cache::{
     CACHE_ENV, CompileRequest, KernelCache, Ptx, PtxCompiler, PtxOrigin, cache_key, default_options,
 };
 pub use error::CudaKernelError;
 #[cfg(feature = "cuda")]
 pub use nvrtc::Nvrtc;
-pub use sources::{COMMON, KernelSource, SOURCES, source};
