@@ -11,6 +11,7 @@
 //!   chunk's so far; at a chunk boundary the current chunk becomes the memory. Logits equal
 //!   a chunked full pass over the same tokens.
 
+use crate::backend::ResidentDecoder;
 use crate::info::ModelInfo;
 use crate::{KvCache, Logits, RuntimeError, Session, TokenBatch, XlMemory};
 
@@ -19,13 +20,13 @@ use crate::{KvCache, Logits, RuntimeError, Session, TokenBatch, XlMemory};
 pub struct Decoder<'s> {
     session: &'s Session,
     batch: usize,
-    state: State,
+    state: State<'s>,
     /// Tokens fed so far, per batch row.
     position: usize,
 }
 
 #[derive(Debug)]
-enum State {
+enum State<'s> {
     Kv {
         cache: KvCache,
         context: Option<usize>,
@@ -37,6 +38,13 @@ enum State {
         current: XlMemory,
         chunk: usize,
     },
+    /// The state lives in the backend (a device): a KV cache or the XL memory.
+    Resident {
+        decoder: Box<dyn ResidentDecoder + 's>,
+        /// RoPE models' context limit, as for `Kv` (XL memory bounds itself).
+        context: Option<usize>,
+        history: Vec<Vec<i64>>,
+    },
 }
 
 impl<'s> Decoder<'s> {
@@ -45,7 +53,13 @@ impl<'s> Decoder<'s> {
         if batch == 0 {
             return Err(RuntimeError::EmptyInput { batch, seq: 0 });
         }
-        let state = if info.is_xl() {
+        let state = if let Some(decoder) = session.backend().resident_decoder(batch) {
+            State::Resident {
+                decoder: decoder?,
+                context: (!info.is_xl()).then_some(info.chunk_size).flatten(),
+                history: vec![Vec::new(); batch],
+            }
+        } else if info.is_xl() {
             xl_state(session, info, batch)?
         } else {
             let kv = info.kv.ok_or_else(|| RuntimeError::NoKvCache {
@@ -68,8 +82,11 @@ impl<'s> Decoder<'s> {
     /// Limits a RoPE model's context to `tokens` (at least 2); `None` removes the limit.
     /// XL models bound their memory by their chunk size and ignore this.
     pub fn with_context(mut self, tokens: Option<usize>) -> Self {
-        if let State::Kv { context, .. } = &mut self.state {
-            *context = tokens.map(|t| t.max(2));
+        let xl = self.session.is_xl();
+        match &mut self.state {
+            State::Kv { context, .. } => *context = tokens.map(|t| t.max(2)),
+            State::Resident { context, .. } if !xl => *context = tokens.map(|t| t.max(2)),
+            _ => {}
         }
         self
     }
@@ -97,6 +114,7 @@ impl<'s> Decoder<'s> {
         let logits = match &mut self.state {
             State::Kv { .. } => self.step_kv(tokens)?,
             State::Xl { .. } => self.step_xl(tokens)?,
+            State::Resident { .. } => self.step_resident(tokens)?,
         };
         self.position += tokens.seq;
         Ok(logits)
@@ -134,6 +152,31 @@ impl<'s> Decoder<'s> {
         Ok(concat(out, self.session.vocab_size()))
     }
 
+    fn step_resident(&mut self, tokens: &TokenBatch) -> Result<Logits, RuntimeError> {
+        let State::Resident {
+            decoder,
+            context,
+            history,
+        } = &mut self.state
+        else {
+            return Err(RuntimeError::NotXl(
+                "internal: not a resident decoder".into(),
+            ));
+        };
+        let mut out = Vec::new();
+        for piece in split(tokens, context.map_or(usize::MAX, |c| c / 2)) {
+            if let Some(limit) = *context
+                && decoder.past() + piece.seq > limit
+            {
+                restart_resident(decoder.as_mut(), history, limit / 2)?;
+            }
+            let logits = decoder.step(&piece)?;
+            remember(history, &piece, context.unwrap_or(usize::MAX));
+            out.push(self.session.logits_of(&piece, logits)?);
+        }
+        Ok(concat(out, self.session.vocab_size()))
+    }
+
     fn step_xl(&mut self, tokens: &TokenBatch) -> Result<Logits, RuntimeError> {
         let State::Xl {
             previous,
@@ -162,7 +205,11 @@ impl<'s> Decoder<'s> {
     }
 }
 
-fn xl_state(session: &Session, info: &ModelInfo, batch: usize) -> Result<State, RuntimeError> {
+fn xl_state(
+    session: &Session,
+    info: &ModelInfo,
+    batch: usize,
+) -> Result<State<'static>, RuntimeError> {
     let chunk = info.chunk_size.filter(|&c| c > 0).ok_or_else(|| {
         RuntimeError::Interface {
             reason: format!(
@@ -197,6 +244,25 @@ fn restart(
         .collect();
     let prompt = TokenBatch::new(history.len(), keep, tokens)?;
     Ok(session.backend().run_kv(&prompt, &empty)?.1)
+}
+
+/// Empties a resident cache and re-encodes the last `keep` tokens of every row.
+fn restart_resident(
+    decoder: &mut dyn ResidentDecoder,
+    history: &[Vec<i64>],
+    keep: usize,
+) -> Result<(), RuntimeError> {
+    decoder.reset();
+    let keep = keep.min(history.iter().map(Vec::len).min().unwrap_or(0));
+    if keep == 0 {
+        return Ok(());
+    }
+    let tokens = history
+        .iter()
+        .flat_map(|h| h[h.len() - keep..].iter().copied())
+        .collect();
+    decoder.step(&TokenBatch::new(history.len(), keep, tokens)?)?;
+    Ok(())
 }
 
 fn remember(history: &mut [Vec<i64>], piece: &TokenBatch, keep: usize) {

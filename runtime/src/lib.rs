@@ -24,6 +24,6 @@ pub use alloc::tune_allocator;
 pub use decoder::Decoder;
 pub use error::RuntimeError;
 pub use info::{KvShape, ModelInfo};
-pub use options::{BackendKind, SessionOptions};
+pub use options::{BackendKind, DeviceDType, SessionOptions};
 pub use session::Session;
 pub use tensors::{KvCache, Logits, TokenBatch, XlMemory};

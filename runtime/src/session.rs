@@ -5,9 +5,14 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use tract_onnx::pb;
 
-use crate::backend::{Backend, CpuBackend, CudaBackend};
+#[allow(unused_imports)]
+use crate::backend::DeviceBackend;
+use crate::backend::opencl::Accept;
+use crate::backend::{Backend, CpuBackend};
 use crate::info::{MEMORY, ModelInfo, read_info};
-use crate::{BackendKind, Decoder, Logits, RuntimeError, SessionOptions, TokenBatch, XlMemory};
+use crate::{
+    BackendKind, Decoder, DeviceDType, Logits, RuntimeError, SessionOptions, TokenBatch, XlMemory,
+};
 
 /// A compiled SwitchHead model ready to run.
 #[derive(Debug)]
@@ -22,13 +27,15 @@ impl Session {
     /// `.shplan` plan (by extension or magic) on the native executor.
     pub fn load(path: impl AsRef<Path>, options: SessionOptions) -> Result<Session, RuntimeError> {
         let path = path.as_ref().to_path_buf();
-        // Auto takes CUDA only when a device is present and the backend can run the model.
-        let cuda = match options.backend {
-            BackendKind::Cpu => None,
-            BackendKind::Auto => CudaBackend::load(&path).ok(),
-            BackendKind::Cuda => Some(CudaBackend::load(&path)?),
-        };
-        if cuda.is_none() && crate::native::is_plan(&path) {
+        let is_plan = crate::native::is_plan(&path);
+        if let Some((backend, info)) = device_backend(&path, &options, is_plan)? {
+            return Ok(Session {
+                backend,
+                info,
+                path,
+            });
+        }
+        if is_plan {
             let threads = options.resolved_threads();
             let (backend, info) = crate::native::load_session_parts(&path, threads)?;
             let backend = Box::new(backend);
@@ -57,16 +64,13 @@ impl Session {
         // The interface first (vocab size is filled in once the backend knows it).
         let kv = read_info(&proto, 0)?.kv;
         let threads = options.resolved_threads();
-        let backend: Box<dyn Backend> = match cuda {
-            Some(cuda) => Box::new(cuda),
-            None => Box::new(CpuBackend::prepare(
-                &proto,
-                Some(dir),
-                memory_d,
-                kv,
-                threads,
-            )?),
-        };
+        let backend: Box<dyn Backend> = Box::new(CpuBackend::prepare(
+            &proto,
+            Some(dir),
+            memory_d,
+            kv,
+            threads,
+        )?);
         let vocab = backend
             .vocab_size()
             .ok_or_else(|| RuntimeError::Interface {
@@ -234,6 +238,99 @@ impl Session {
             data,
         })
     }
+}
+
+/// A backend and the model's facts.
+type Loaded = (Box<dyn Backend>, ModelInfo);
+
+/// The device backend `options` asks for, if any: CUDA or OpenCL run plans; `Auto` takes
+/// CUDA, else an OpenCL GPU, when the model is a plan and one can run it, else nothing.
+fn device_backend(
+    path: &Path,
+    options: &SessionOptions,
+    is_plan: bool,
+) -> Result<Option<Loaded>, RuntimeError> {
+    let dtype = options.dtype;
+    match options.backend {
+        BackendKind::Cpu => Ok(None),
+        BackendKind::Auto if !is_plan => Ok(None),
+        BackendKind::Auto => Ok(load_cuda(path, dtype, true)
+            .or_else(|_| load_opencl(path, dtype, Accept::GpuOnly, true))
+            .ok()),
+        BackendKind::Cuda => load_cuda(path, dtype, is_plan).map(Some),
+        BackendKind::OpenCl => load_opencl(path, dtype, Accept::Any, is_plan).map(Some),
+    }
+}
+
+/// The device executors run plans: the error for anything else, naming the device found.
+#[cfg_attr(not(any(feature = "cuda", feature = "opencl")), allow(dead_code))]
+fn not_a_plan(path: &Path, backend: &'static str, device: &str) -> RuntimeError {
+    RuntimeError::BackendUnavailable {
+        backend,
+        reason: format!(
+            "found {device}, but {} is not a native plan: the {backend} executor runs .shplan \
+             files (switchhead-compile MODEL --format plan), or a checkpoint given to the CLI",
+            path.display()
+        ),
+    }
+}
+
+#[cfg(any(feature = "cuda", feature = "opencl"))]
+fn wtype(dtype: DeviceDType) -> switchhead_kernels::gpu::WType {
+    match dtype {
+        DeviceDType::F32 => switchhead_kernels::gpu::WType::F32,
+        DeviceDType::Bf16 => switchhead_kernels::gpu::WType::Bf16,
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn load_cuda(path: &Path, dtype: DeviceDType, is_plan: bool) -> Result<Loaded, RuntimeError> {
+    let dev = crate::backend::cuda::open_device()?;
+    load_on(dev, path, dtype, is_plan)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn load_cuda(_path: &Path, _dtype: DeviceDType, _is_plan: bool) -> Result<Loaded, RuntimeError> {
+    Err(crate::backend::cuda::unavailable(
+        crate::backend::CudaUnavailable::NotBuilt,
+    ))
+}
+
+#[cfg(feature = "opencl")]
+fn load_opencl(
+    path: &Path,
+    dtype: DeviceDType,
+    accept: Accept,
+    is_plan: bool,
+) -> Result<Loaded, RuntimeError> {
+    let dev = crate::backend::opencl::open_device(accept)?;
+    load_on(dev, path, dtype, is_plan)
+}
+
+#[cfg(not(feature = "opencl"))]
+fn load_opencl(
+    _path: &Path,
+    _dtype: DeviceDType,
+    accept: Accept,
+    _is_plan: bool,
+) -> Result<Loaded, RuntimeError> {
+    match crate::backend::opencl::open_device(accept)? {}
+}
+
+/// The plan at `path` on `dev`.
+#[cfg(any(feature = "cuda", feature = "opencl"))]
+fn load_on<D: switchhead_kernels::gpu::Device>(
+    dev: D,
+    path: &Path,
+    dtype: DeviceDType,
+    is_plan: bool,
+) -> Result<Loaded, RuntimeError> {
+    if !is_plan {
+        return Err(not_a_plan(path, dev.desc().api, &dev.desc().name));
+    }
+    let b = DeviceBackend::load(dev, path, wtype(dtype))?;
+    let info = b.info().clone();
+    Ok((Box::new(b), info))
 }
 
 fn decode(bytes: &[u8], path: &Path) -> Result<pb::ModelProto, RuntimeError> {

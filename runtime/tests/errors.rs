@@ -137,7 +137,7 @@ fn cuda_backend_is_unavailable() {
     let path = write(&sigma_model(DOMAIN, "SigmaMoE", Some(1)), "cuda");
     let options = SessionOptions {
         backend: BackendKind::Cuda,
-        threads: None,
+        ..Default::default()
     };
     // Never a panic: a typed error whose reason is the probe's (no feature, no libcuda, no
     // device), or on a GPU host the reason the backend cannot run the model.

@@ -2,9 +2,12 @@
 
 mod cpu;
 pub mod cuda;
+pub mod device;
+pub mod opencl;
 
 pub use cpu::CpuBackend;
-pub use cuda::{CudaBackend, CudaUnavailable, DeviceInfo, probe};
+pub use cuda::{CudaUnavailable, DeviceInfo, probe};
+pub use device::{DeviceBackend, RouteTrace};
 
 use crate::{KvCache, RuntimeError, TokenBatch, XlMemory};
 
@@ -15,6 +18,16 @@ pub struct BackendOutput {
     pub logits: Vec<f32>,
     /// Per layer `[batch, seq, D]` (XL models; empty otherwise).
     pub memory: Vec<Vec<f32>>,
+}
+
+/// Decoding state kept inside a backend (on a device): the KV cache or the XL memory.
+pub trait ResidentDecoder: Send + std::fmt::Debug {
+    /// Tokens per batch row the state holds.
+    fn past(&self) -> usize;
+    /// Feeds `tokens` `[batch, seq]`; returns their logits `[batch, seq, vocab]`.
+    fn step(&mut self, tokens: &TokenBatch) -> Result<Vec<f32>, RuntimeError>;
+    /// Forgets everything held.
+    fn reset(&mut self);
 }
 
 /// A model prepared for one backend. Inputs arrive checked (shapes, token range).
@@ -42,5 +55,16 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
             backend: self.name(),
             reason: "this backend has no KV-cache decoding".into(),
         })
+    }
+
+    /// A decoder for `batch` rows whose state the backend keeps (a device's memory), or
+    /// `None`: the [`crate::Decoder`] keeps it on the host and calls [`Backend::run`] /
+    /// [`Backend::run_kv`].
+    fn resident_decoder(
+        &self,
+        batch: usize,
+    ) -> Option<Result<Box<dyn ResidentDecoder + '_>, RuntimeError>> {
+        let _ = batch;
+        None
     }
 }

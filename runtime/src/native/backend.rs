@@ -24,25 +24,7 @@ pub struct NativeBackend {
 impl NativeBackend {
     /// Maps, verifies and prepares the plan at `path` to run on `threads` threads.
     pub fn load(path: &Path, threads: usize) -> Result<Self, RuntimeError> {
-        let invalid = |reason: String| RuntimeError::InvalidPlan {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let io = |source| RuntimeError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = std::fs::File::open(path).map_err(io)?;
-        // SAFETY: the map is read-only; like every mmap-based loader we rely on the file not
-        // being truncated or rewritten while a session holds it (the compiler replaces plans
-        // by rename, which leaves a mapped file intact).
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-        let (program, layout) = {
-            let plan = read_plan(&map).map_err(|e| invalid(e.to_string()))?;
-            let program = Program::new(&plan).map_err(invalid)?;
-            (program, (plan.graph.weights, plan.header.weights_offset))
-        };
-        let weights = WeightStore::new(map, &layout.0, layout.1);
+        let (program, weights) = load_parts(path)?;
         Ok(NativeBackend {
             program,
             weights,
@@ -52,42 +34,70 @@ impl NativeBackend {
 
     /// The model's shape facts, from the plan's meta and interface.
     pub fn info(&self) -> ModelInfo {
-        let m = &self.program.meta;
-        ModelInfo {
-            vocab_size: m.vocab_size,
-            n_layers: m.n_layers.max(self.program.memory.len()),
-            d_model: m.d_model,
-            memory_layers: self.program.memory.len(),
-            kv: self.kv_shape(),
-            chunk_size: m.chunk_size,
-        }
+        model_info(&self.program)
     }
+}
 
-    /// RoPE plans decode with a KV cache kept by the executor: one per attention step.
-    fn kv_shape(&self) -> Option<KvShape> {
-        if !self.program.memory.is_empty() {
-            return None;
-        }
-        let attention: Vec<_> = self
-            .program
-            .steps
-            .iter()
-            .filter_map(|s| match &s.op {
-                Op::MoEAttention(a) => Some(a),
-                _ => None,
-            })
-            .collect();
-        let first = attention.first()?;
-        let rope = attention.iter().all(|a| {
-            matches!(a.pos, PosEncoding::Rope { .. })
-                && (a.heads, a.d_head) == (first.heads, first.d_head)
-        });
-        rope.then_some(KvShape {
-            layers: attention.len(),
-            heads: first.heads,
-            d_head: first.d_head,
-        })
+/// Maps and verifies the plan at `path`: its program and weights.
+pub(crate) fn load_parts(path: &Path) -> Result<(Program, WeightStore), RuntimeError> {
+    let invalid = |reason: String| RuntimeError::InvalidPlan {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let io = |source| RuntimeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: the map is read-only; like every mmap-based loader we rely on the file not
+    // being truncated or rewritten while a session holds it (the compiler replaces plans
+    // by rename, which leaves a mapped file intact).
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    let (program, layout) = {
+        let plan = read_plan(&map).map_err(|e| invalid(e.to_string()))?;
+        let program = Program::new(&plan).map_err(invalid)?;
+        (program, (plan.graph.weights, plan.header.weights_offset))
+    };
+    let weights = WeightStore::new(map, &layout.0, layout.1);
+    Ok((program, weights))
+}
+
+/// A program's shape facts, from the plan's meta and interface.
+pub(crate) fn model_info(program: &Program) -> ModelInfo {
+    let m = &program.meta;
+    ModelInfo {
+        vocab_size: m.vocab_size,
+        n_layers: m.n_layers.max(program.memory.len()),
+        d_model: m.d_model,
+        memory_layers: program.memory.len(),
+        kv: kv_shape(program),
+        chunk_size: m.chunk_size,
     }
+}
+
+/// RoPE plans decode with a KV cache kept by the executor: one per attention step.
+fn kv_shape(program: &Program) -> Option<KvShape> {
+    if !program.memory.is_empty() {
+        return None;
+    }
+    let attention: Vec<_> = program
+        .steps
+        .iter()
+        .filter_map(|s| match &s.op {
+            Op::MoEAttention(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    let first = attention.first()?;
+    let rope = attention.iter().all(|a| {
+        matches!(a.pos, PosEncoding::Rope { .. })
+            && (a.heads, a.d_head) == (first.heads, first.d_head)
+    });
+    rope.then_some(KvShape {
+        layers: attention.len(),
+        heads: first.heads,
+        d_head: first.d_head,
+    })
 }
 
 impl Backend for NativeBackend {

@@ -48,6 +48,11 @@ impl WeightStore {
         }
     }
 
+    /// Number of weights.
+    pub fn len(&self) -> usize {
+        self.stored.len()
+    }
+
     /// The element order of weight `i`.
     pub fn layout(&self, i: usize) -> PlanLayout {
         self.layouts[i]
