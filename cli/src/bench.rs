@@ -24,7 +24,7 @@ use switchhead_runtime::native::profile;
 use switchhead_runtime::{Session, SessionOptions, TokenBatch};
 
 use crate::model_arg::ModelArg;
-use crate::open::{OpenOptions, Opened, open};
+use crate::open::{BackendArgs, OpenOptions, Opened, open};
 
 /// Arguments of `switchhead bench`.
 #[derive(Debug, clap::Args)]
@@ -46,6 +46,8 @@ pub struct Args {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// Time this many single-token decode steps after a --seq token prompt instead of a full
     /// forward pass.
     #[arg(long, value_name = "N")]
@@ -142,7 +144,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     .resolved_threads();
     let start = Instant::now();
-    let loaded = load(&args.model, threads, args.decode.is_some())?;
+    let loaded = load(&args.model, threads, args.decode.is_some(), args.backend)?;
     let session = loaded.session();
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     let tokens = bench_tokens(args.batch, args.seq, session.vocab_size(), args.seed);
@@ -275,18 +277,20 @@ impl Loaded {
 
 /// Checkpoints go through [`open`] (with a KV cache for `decode` on RoPE models); anything
 /// else straight to [`Session::load`], which says what it accepts.
-fn load(model: &ModelArg, threads: usize, decode: bool) -> Result<Loaded> {
+fn load(model: &ModelArg, threads: usize, decode: bool, backend: BackendArgs) -> Result<Loaded> {
+    let opts = OpenOptions {
+        threads: Some(threads),
+        kv_cache: decode,
+        ..Default::default()
+    }
+    .with_backend(backend);
     if is_checkpoint(&model.model) {
-        let opts = OpenOptions {
-            threads: Some(threads),
-            kv_cache: decode,
-            ..Default::default()
-        };
         return Ok(Loaded::Checkpoint(open(model, opts)?));
     }
     let opts = SessionOptions {
         threads: Some(threads),
-        ..Default::default()
+        backend: opts.backend,
+        dtype: opts.dtype,
     };
     let session =
         Session::load(&model.model, opts).with_context(|| model.model.display().to_string())?;

@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use switchhead_runtime::{Logits, Session, TokenBatch, XlMemory};
 
 use crate::model_arg::ModelArg;
-use crate::open::{ExecutorArg, OpenOptions, open};
+use crate::open::{BackendArgs, OpenOptions, open};
 
 /// Arguments of `switchhead eval`.
 #[derive(Debug, clap::Args)]
@@ -34,9 +34,8 @@ pub struct Args {
     /// Threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// The runtime backend.
-    #[arg(long, value_enum, default_value_t = ExecutorArg::Auto)]
-    pub executor: ExecutorArg,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 /// Summed cross-entropy over predicted bytes.
@@ -66,9 +65,10 @@ pub fn run(args: Args) -> Result<()> {
     }
     let opts = OpenOptions {
         threads: args.threads,
-        backend: args.executor.into(),
         kv_cache: false,
-    };
+        ..Default::default()
+    }
+    .with_backend(args.backend);
     let opened = open(&args.model, opts)?;
     let session = &opened.session;
     let context = args

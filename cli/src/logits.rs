@@ -3,8 +3,8 @@
 //! Reads int64 `tokens` `[batch, seq]` (or chunks `tokens0`, `tokens1`, ... run in order with
 //! the XL memory carried) and writes f32 `logits` (or `logits0`, `logits1`, ...)
 //! `[batch, seq, vocab]`, atomically. MODEL is a checkpoint (compiled in memory for the runtime
-//! executors) or, for the runtime executors (auto, cpu, cuda), an ONNX file written by
-//! `switchhead-compile`. `auto` (the default) runs on CUDA only when the binary has the `cuda`
+//! executors) or, for the runtime executors (auto, cpu, cuda, opencl), an ONNX file or a
+//! `.shplan` written by `switchhead-compile` (the device executors take plans). `auto` (the default) runs on CUDA only when the binary has the `cuda`
 //! feature, a device is present and the backend can run the model; `cuda` fails with one line
 //! saying why when it cannot.
 
@@ -17,7 +17,7 @@ use switchhead_ops::Tensor;
 use switchhead_runtime::{BackendKind, TokenBatch, XlMemory};
 
 use crate::model_arg::ModelArg;
-use crate::open::{OpenOptions, is_compiled, open};
+use crate::open::{DeviceDTypeArg, OpenOptions, is_compiled, open};
 
 /// Which engine computes the logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,6 +29,8 @@ pub enum Executor {
     Cpu,
     /// The runtime's CUDA backend (needs the `cuda` feature and a device).
     Cuda,
+    /// The runtime's OpenCL backend, on any OpenCL device (a GPU, or a CPU through PoCL).
+    Opencl,
     /// The plain reference executor (slow, exact; the oracle).
     Reference,
 }
@@ -50,6 +52,9 @@ pub struct Args {
     /// Threads for the CPU backend (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Weight type on a device executor (cuda, opencl).
+    #[arg(long, value_enum, default_value_t = DeviceDTypeArg::F32)]
+    pub dtype: DeviceDTypeArg,
 }
 
 /// Runs `switchhead logits`.
@@ -60,6 +65,7 @@ pub fn run(args: Args) -> Result<()> {
         Executor::Auto => run_session(&args, &chunks, BackendKind::Auto)?,
         Executor::Cpu => run_session(&args, &chunks, BackendKind::Cpu)?,
         Executor::Cuda => run_session(&args, &chunks, BackendKind::Cuda)?,
+        Executor::Opencl => run_session(&args, &chunks, BackendKind::OpenCl)?,
     };
     let names = output_names(outputs.len());
     let named: Vec<(String, &Tensor)> = names.into_iter().zip(&outputs).collect();
@@ -97,6 +103,7 @@ fn run_session(args: &Args, chunks: &[Tokens], backend: BackendKind) -> Result<V
         threads: args.threads,
         kv_cache: false,
         backend,
+        dtype: args.dtype.into(),
     };
     let opened = open(&args.model, opts)?;
     let session = &opened.session;

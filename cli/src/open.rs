@@ -1,14 +1,18 @@
 //! Opening a runtime session on what the user named: a compiled model file, or a checkpoint
-//! compiled in memory to a temporary ONNX file (removed when the session is dropped).
+//! compiled in memory to a temporary file (removed when the session is dropped): ONNX for
+//! the CPU backend, a native plan for the device executors (CUDA, OpenCL).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use switchhead_compiler::config::PosEncodingKind;
 use switchhead_compiler::ir::lower;
-use switchhead_compiler::onnx::{EmitOptions, emit, write};
-use switchhead_runtime::backend::{CudaBackend, probe};
-use switchhead_runtime::{BackendKind, Session, SessionOptions};
+use switchhead_compiler::ir::materialize;
+use switchhead_compiler::onnx::{EmitOptions, WeightDType, emit, write};
+use switchhead_compiler::passes::{PassManager, RunOptions};
+use switchhead_compiler::plan::{PlanOptions, plan_graph, write_plan_file};
+use switchhead_runtime::backend::{cuda, probe};
+use switchhead_runtime::{BackendKind, DeviceDType, Session, SessionOptions};
 
 use crate::model_arg::ModelArg;
 
@@ -22,6 +26,8 @@ pub enum ExecutorArg {
     Cpu,
     /// The CUDA backend (needs the `cuda` feature and a device).
     Cuda,
+    /// The OpenCL backend on any OpenCL device (a GPU, or a CPU through PoCL).
+    Opencl,
 }
 
 impl From<ExecutorArg> for BackendKind {
@@ -30,8 +36,39 @@ impl From<ExecutorArg> for BackendKind {
             ExecutorArg::Auto => BackendKind::Auto,
             ExecutorArg::Cpu => BackendKind::Cpu,
             ExecutorArg::Cuda => BackendKind::Cuda,
+            ExecutorArg::Opencl => BackendKind::OpenCl,
         }
     }
+}
+
+/// `--dtype` of the device executors: the weights' type on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DeviceDTypeArg {
+    /// f32 weights.
+    #[default]
+    F32,
+    /// bf16 matrices, f32 accumulation.
+    Bf16,
+}
+
+impl From<DeviceDTypeArg> for DeviceDType {
+    fn from(d: DeviceDTypeArg) -> Self {
+        match d {
+            DeviceDTypeArg::F32 => DeviceDType::F32,
+            DeviceDTypeArg::Bf16 => DeviceDType::Bf16,
+        }
+    }
+}
+
+/// The backend flags `run`, `eval` and `bench` share.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct BackendArgs {
+    /// The runtime backend.
+    #[arg(long, value_enum, default_value_t = ExecutorArg::Auto)]
+    pub executor: ExecutorArg,
+    /// Weight type on a device executor (cuda, opencl).
+    #[arg(long, value_enum, default_value_t = DeviceDTypeArg::F32)]
+    pub dtype: DeviceDTypeArg,
 }
 
 /// A session and, for checkpoints, the temporary file it runs.
@@ -49,6 +86,19 @@ pub struct OpenOptions {
     pub kv_cache: bool,
     /// The backend (default: the best available).
     pub backend: BackendKind,
+    /// Weight type on a device backend.
+    pub dtype: DeviceDType,
+}
+
+impl OpenOptions {
+    /// Options for `backend` (threads and the KV cache as given).
+    pub fn with_backend(self, b: BackendArgs) -> Self {
+        OpenOptions {
+            backend: b.executor.into(),
+            dtype: b.dtype.into(),
+            ..self
+        }
+    }
 }
 
 /// Loads `model` into a session (see the module docs).
@@ -56,12 +106,17 @@ pub fn open(model: &ModelArg, opts: OpenOptions) -> Result<Opened> {
     if opts.backend == BackendKind::Cuda {
         // Before compiling a checkpoint: a host without a device fails at once, in one line.
         if let Err(why) = probe() {
-            return Err(CudaBackend::unavailable_because(why).into());
+            return Err(cuda::unavailable(why).into());
         }
     }
-    let temp = match is_compiled(&model.model) {
-        true => None,
-        false => Some(compile_to_temp(model, opts.kv_cache)?),
+    if opts.dtype != DeviceDType::F32 && !opts.backend.is_device() {
+        anyhow::bail!("--dtype bf16 is for the device executors (--executor cuda or opencl)");
+    }
+    let plan = opts.backend.is_device() || (opts.backend == BackendKind::Auto && probe().is_ok());
+    let temp = match (is_compiled(&model.model), plan) {
+        (true, _) => None,
+        (false, true) => Some(compile_plan_to_temp(model)?),
+        (false, false) => Some(compile_to_temp(model, opts.kv_cache)?),
     };
     let path = temp
         .as_ref()
@@ -69,6 +124,7 @@ pub fn open(model: &ModelArg, opts: OpenOptions) -> Result<Opened> {
     let options = SessionOptions {
         threads: opts.threads,
         backend: opts.backend,
+        dtype: opts.dtype,
     };
     let session =
         Session::load(path, options).with_context(|| model.model.display().to_string())?;
@@ -101,13 +157,34 @@ fn compile_to_temp(model: &ModelArg, kv_cache: bool) -> Result<TempFile> {
         ..Default::default()
     };
     let proto = emit(&lower(&loaded), &loaded.weights, &opts)?;
-    let path = std::env::temp_dir().join(format!(
-        "switchhead-{}-{}.onnx",
-        std::process::id(),
-        unique()
-    ));
+    let path = temp_path("onnx");
     write(proto, &path)?;
     Ok(TempFile(path))
+}
+
+/// The checkpoint optimized and written as a native plan (row-major weights: the device
+/// executors read them so).
+fn compile_plan_to_temp(model: &ModelArg) -> Result<TempFile> {
+    let loaded = model.load()?;
+    let mut graph = lower(&loaded);
+    PassManager::default().run(&mut graph, RunOptions::default())?;
+    let weights = materialize(&graph, &loaded.weights)?;
+    let opts = PlanOptions {
+        dtype: WeightDType::F32,
+        chunk_size: loaded.config.chunk_size,
+        panels: false,
+    };
+    let path = temp_path("shplan");
+    write_plan_file(&plan_graph(&graph, &weights, &opts)?, &weights, &path)?;
+    Ok(TempFile(path))
+}
+
+fn temp_path(ext: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "switchhead-{}-{}.{ext}",
+        std::process::id(),
+        unique()
+    ))
 }
 
 fn unique() -> u128 {

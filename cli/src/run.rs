@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use crate::model_arg::ModelArg;
-use crate::open::{ExecutorArg, OpenOptions, open};
+use crate::open::{BackendArgs, OpenOptions, open};
 use crate::sample::Sampler;
 
 /// Arguments of `switchhead run`.
@@ -38,9 +38,8 @@ pub struct Args {
     /// Threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// The runtime backend.
-    #[arg(long, value_enum, default_value_t = ExecutorArg::Auto)]
-    pub executor: ExecutorArg,
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// No timing line on stderr.
     #[arg(long)]
     pub quiet: bool,
@@ -57,9 +56,10 @@ pub fn run(args: Args) -> Result<()> {
     }
     let opts = OpenOptions {
         threads: args.threads,
-        backend: args.executor.into(),
         kv_cache: true,
-    };
+        ..Default::default()
+    }
+    .with_backend(args.backend);
     let opened = open(&args.model, opts)?;
     let session = &opened.session;
     let mut decoder = session
