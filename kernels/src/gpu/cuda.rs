@@ -27,7 +27,7 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx as DriverPtx;
 
 use super::{Arg, Device, DeviceDesc, Dialect, Gemm, GpuError, KernelSource, Launch, SOURCES};
-use super::{WType, launch::cast_rows_bf16, one_line_log};
+use super::{WType, launch::cast_rows_bf16, one_line_log, panic_text};
 use crate::cuda::{
     CompileRequest, CudaKernelError, KernelCache, Nvrtc, PtxCompiler, default_options,
 };
@@ -101,14 +101,6 @@ fn unavailable(reason: impl Into<String>) -> GpuError {
         api: API,
         reason: reason.into(),
     }
-}
-
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 fn build_error(module: &str, device: &str, log: &str) -> GpuError {

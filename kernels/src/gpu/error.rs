@@ -67,6 +67,15 @@ pub fn one_line_log(log: &str, max: usize) -> String {
     s
 }
 
+/// The message of a caught panic (the driver bindings panic where a library is missing).
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ pub use device::{
     Arg, Device, DeviceDesc, Gemm, Launch, WType, bf16_bytes, download_f32, download_i32,
     f32_bytes, f32_to_bf16_bits, i32_bytes, i64_bytes,
 };
-pub use error::{GpuError, one_line_log};
+pub use error::{GpuError, one_line_log, panic_text};
 #[cfg(feature = "opencl")]
 pub use opencl::{OpenClDevice, OpenClSelect};
 pub use sources::{

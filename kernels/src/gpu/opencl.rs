@@ -42,7 +42,7 @@ use opencl3::program::Program;
 use opencl3::types::{CL_BLOCKING, cl_device_type, cl_event, cl_int, cl_mem_flags};
 
 use super::{Arg, Device, DeviceDesc, Dialect, Gemm, GpuError, KernelSource, Launch, SOURCES};
-use super::{launch::gemm_portable, one_line_log};
+use super::{launch::gemm_portable, one_line_log, panic_text};
 
 const API: &str = "opencl";
 /// OpenCL C 1.2 and nothing else: no `-cl-fast-relaxed-math`, `-cl-mad-enable` and the like.
@@ -144,14 +144,6 @@ fn unavailable(reason: impl Into<String>) -> GpuError {
         api: API,
         reason: reason.into(),
     }
-}
-
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// The result of an enqueue: its event released at once (the queue is in order), or the error.

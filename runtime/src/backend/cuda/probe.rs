@@ -68,6 +68,7 @@ pub(crate) mod imp {
     use cudarc::driver::{CudaContext, DriverError, sys};
 
     use super::{CudaUnavailable, DeviceInfo};
+    use switchhead_kernels::gpu::panic_text;
 
     pub(super) fn probe(ordinal: usize) -> Result<DeviceInfo, CudaUnavailable> {
         let ctx = context(ordinal)?;
@@ -107,14 +108,6 @@ pub(crate) mod imp {
             CUDA_ERROR_NO_DEVICE | CUDA_ERROR_INVALID_DEVICE => CudaUnavailable::NoDevice,
             _ => CudaUnavailable::Driver(e.to_string()),
         }
-    }
-
-    fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-        panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown panic".into())
     }
 }
 
