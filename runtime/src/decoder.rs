@@ -10,6 +10,8 @@
 //!   model's `chunk_size`, each step sees the previous chunk's layer inputs and the current
 //!   chunk's so far; at a chunk boundary the current chunk becomes the memory. Logits equal
 //!   a chunked full pass over the same tokens.
+//! - Device backends (CUDA, OpenCL) keep either state in device memory
+//!   ([`crate::backend::ResidentDecoder`]); the context limit works as above.
 
 use crate::backend::ResidentDecoder;
 use crate::info::ModelInfo;
