@@ -192,6 +192,21 @@ pub fn f32_to_bf16_bits(f: f32) -> u16 {
     ((u + 0x7fff + ((u >> 16) & 1)) >> 16) as u16
 }
 
+/// Reads `n` 4-byte values from `buf` at element `offset`, each decoded by `word`.
+fn download_words<D: Device, T>(
+    dev: &D,
+    buf: &D::Buffer,
+    (offset, n): (usize, usize),
+    word: fn([u8; 4]) -> T,
+) -> Result<Vec<T>, GpuError> {
+    let mut bytes = vec![0u8; n * 4];
+    dev.download(buf, offset * 4, &mut bytes)?;
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| word([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
 /// Reads `n` f32 values from `buf` at element `offset`.
 pub fn download_f32<D: Device>(
     dev: &D,
@@ -199,12 +214,7 @@ pub fn download_f32<D: Device>(
     offset: usize,
     n: usize,
 ) -> Result<Vec<f32>, GpuError> {
-    let mut bytes = vec![0u8; n * 4];
-    dev.download(buf, offset * 4, &mut bytes)?;
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    download_words(dev, buf, (offset, n), f32::from_le_bytes)
 }
 
 /// Reads `n` i32 values from `buf` at element `offset`.
@@ -214,12 +224,7 @@ pub fn download_i32<D: Device>(
     offset: usize,
     n: usize,
 ) -> Result<Vec<i32>, GpuError> {
-    let mut bytes = vec![0u8; n * 4];
-    dev.download(buf, offset * 4, &mut bytes)?;
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    download_words(dev, buf, (offset, n), i32::from_le_bytes)
 }
 
 #[cfg(test)]

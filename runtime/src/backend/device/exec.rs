@@ -138,13 +138,13 @@ impl<'a, 'io, D: Device> Pass<'a, 'io, D> {
                 self.linear(self.act(x(0))?, x(1), b, false)
             }
             Op::Add => {
-                let (a, b) = (self.act(x(0))?, self.act(x(1))?);
-                let y = self.copy(a)?;
+                let y = self.reuse_or_copy(s, 0)?;
+                let b = self.act(x(1))?;
                 l::add_inplace(dev, &y.buf, &b.buf, y.len().min(b.len())).map_err(err)?;
                 Ok(y)
             }
             Op::Relu => {
-                let y = self.copy(self.act(x(0))?)?;
+                let y = self.reuse_or_copy(s, 0)?;
                 l::bias_act(dev, &y.buf, None, (y.rows(), y.last()), true).map_err(err)?;
                 Ok(y)
             }
@@ -191,6 +191,22 @@ impl<'a, 'io, D: Device> Pass<'a, 'io, D> {
             l::bias_act(dev, &y.buf, b.map(w), (y.rows(), y.last()), relu).map_err(err)?;
         }
         Ok(y)
+    }
+
+    /// Input `i` of step `s` to compute into: taken over when this step is its last use, no
+    /// other input is the same value and nothing else holds its buffer (the residual Adds);
+    /// else a copy.
+    fn reuse_or_copy(&mut self, s: &Step, i: usize) -> Result<Tensor<D::Buffer>, String> {
+        let v = s.inputs[i];
+        let only_here = s.inputs.iter().filter(|&&u| u == v).count() == 1;
+        let unshared = |val: &mut Value<D::Buffer>| matches!(val, Value::Act(t) if Arc::strong_count(&t.buf) == 1);
+        if s.free.contains(&v)
+            && only_here
+            && let Some(Value::Act(t)) = self.slots[v].take_if(unshared)
+        {
+            return Ok(t);
+        }
+        self.copy(self.act(v)?)
     }
 
     fn copy(&self, a: &Tensor<D::Buffer>) -> Result<Tensor<D::Buffer>, String> {
