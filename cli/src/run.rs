@@ -1,12 +1,15 @@
-//! `switchhead run MODEL --prompt TEXT --max-tokens N`: byte-level generation, streamed to
-//! stdout as the bytes come, through the runtime's stateful decoder (one token's work per
-//! step). Greedy by default; `--temperature` with `--top-p` and `--seed` to sample. Timings
-//! go to stderr.
+//! `switchhead run MODEL --prompt TEXT --max-tokens N`: generation, streamed to stdout as the
+//! text comes, through the runtime's stateful decoder (one token's work per step). The prompt
+//! is encoded and the tokens decoded with the model's tokenizer (`--tokenizer`, else the one in
+//! the model's directory, else bytes for a vocabulary of 256). Greedy by default;
+//! `--temperature` with `--top-p` and `--seed` to sample. Timings go to stderr.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use switchhead_runtime::Tokenizer;
 
 use crate::model_arg::ModelArg;
 use crate::open::{BackendArgs, OpenOptions, open};
@@ -17,16 +20,20 @@ use crate::sample::Sampler;
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArg,
-    /// The text to continue (its UTF-8 bytes are the tokens).
+    /// The text to continue.
     #[arg(long)]
     pub prompt: String,
-    /// Bytes to generate.
+    /// Tokens to generate.
     #[arg(long, default_value_t = 200)]
     pub max_tokens: usize,
+    /// A tokenizer.json (Hugging Face) or SentencePiece .model (default: the one in the model's
+    /// directory; byte-level for a vocabulary of 256).
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer: Option<PathBuf>,
     /// Sampling temperature; 0 is greedy.
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f32,
-    /// Nucleus sampling: keep the most likely bytes up to this probability mass.
+    /// Nucleus sampling: keep the most likely tokens up to this probability mass.
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f32,
     /// Seed of the sampler (same seed, same text).
@@ -48,7 +55,7 @@ pub struct Args {
 /// Runs `switchhead run`.
 pub fn run(args: Args) -> Result<()> {
     if args.prompt.is_empty() {
-        bail!("empty prompt: generation needs at least one byte to continue from");
+        bail!("empty prompt: generation needs at least one token to continue from");
     }
     if args.top_p <= 0.0 || args.top_p > 1.0 || args.top_p.is_nan() || !args.temperature.is_finite()
     {
@@ -68,8 +75,17 @@ pub fn run(args: Args) -> Result<()> {
     if args.context.is_some() {
         decoder = decoder.with_context(args.context);
     }
-    let prompt: Vec<i64> = args.prompt.bytes().map(i64::from).collect();
+    let vocab = session.info().vocab_size;
+    let tokenizer = Tokenizer::for_model(&args.model.model, args.tokenizer.as_deref(), vocab)?;
+    let prompt = tokenizer.encode(&args.prompt)?;
+    if prompt.is_empty() {
+        bail!(
+            "the prompt encodes to no tokens with the {}",
+            tokenizer.describe()
+        );
+    }
     let mut sampler = Sampler::new(args.temperature, args.top_p, args.seed);
+    let mut stream = tokenizer.stream();
     let mut out = std::io::stdout().lock();
     out.write_all(args.prompt.as_bytes())?;
     out.flush()?;
@@ -79,12 +95,11 @@ pub fn run(args: Args) -> Result<()> {
     for _ in 0..args.max_tokens {
         let next = sampler
             .next(&logits)
+            .and_then(|t| i64::try_from(t).ok())
             .context("the model returned no logits")?;
-        let byte = u8::try_from(next)
-            .with_context(|| format!("token {next} is not a byte: run needs a byte-level model"))?;
-        out.write_all(&[byte])?;
+        out.write_all(&stream.step(next)?)?;
         out.flush()?;
-        logits = decoder.feed(&[i64::from(byte)])?;
+        logits = decoder.feed(&[next])?;
     }
     writeln!(out)?;
     let decode = start.elapsed() - prefill;

@@ -19,6 +19,7 @@ mod tensors;
 pub mod backend;
 pub mod native;
 pub mod onnx;
+pub mod tokenizer;
 
 pub use alloc::tune_allocator;
 pub use decoder::Decoder;
@@ -27,3 +28,4 @@ pub use info::{KvShape, ModelInfo};
 pub use options::{BackendKind, DeviceDType, SessionOptions};
 pub use session::Session;
 pub use tensors::{KvCache, Logits, TokenBatch, XlMemory};
+pub use tokenizer::{DecodeStream, Encoding, Tokenizer, TokenizerError};

@@ -1,12 +1,13 @@
 """Writes golden files for the trained test models (see testdata/README.md for the schema).
 
-Usage: make_golden.py [--models rope,xl,switchall,dense,gated] [--root testdata/models]
+Usage: make_golden.py [--models rope,xl,switchall,dense,gated,spm] [--root testdata/models]
 
 For each model: golden_long.safetensors (T=37), golden_short.safetensors (T=5), and for XL models
 golden_mem.safetensors (two consecutive chunks of T=19, the second attending to the first through
 the XL memory). Also writes rope-pth/ (torch.save({"model": state_dict}) + config.json) and
 xl-standalone/model.safetensors (standalone-module attention key names, config in the metadata).
-Every written file is reloaded and checked against the reference.
+Every written file is reloaded and checked against the reference. Tokens are held-out bytes, or for a
+model with a tokenizer (`spm`) held-out token ids (the held-out split encoded as one string).
 """
 import argparse
 import json
@@ -33,8 +34,14 @@ def load_model(d):
     return cfg, model
 
 
+def held_tokens(name, root, held):
+    """The held-out split as the model reads it: bytes, or the ids of the model's tokenizer."""
+    tok = tr.MODELS.get(name, {}).get("tokenizer")
+    return held if tok is None else tr.tokenize(os.path.join(root, name, tok), held)[0]
+
+
 def draw_tokens(held, seed, length):
-    """BATCH contiguous slices of `length` held-out bytes at seeded random offsets."""
+    """BATCH contiguous slices of `length` held-out tokens at seeded random offsets."""
     rng = np.random.default_rng(seed)
     starts = rng.integers(0, held.shape[0] - length, size=BATCH)
     return torch.from_numpy(np.stack([held[s:s + length] for s in starts]).astype(np.int64))
@@ -145,7 +152,7 @@ def from_standalone(sd):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", default="rope,xl,switchall,dense,gated")
+    ap.add_argument("--models", default="rope,xl,switchall,dense,gated,spm")
     ap.add_argument("--root", default=os.path.join(tr.TESTDATA, "models"))
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -154,16 +161,17 @@ def main():
     for n, name in enumerate(names):
         d = os.path.join(args.root, name)
         cfg, model = load_model(d)
+        tokens = held_tokens(name, args.root, held)
         seed = 7000 + 100 * list(tr.MODELS).index(name) if name in tr.MODELS else 7000 + n
         jobs = [("golden_long", T_LONG), ("golden_short", T_SHORT)]
         for fname, T in jobs:
-            g, margin, used = golden_single(model, held, seed + T, T)
+            g, margin, used = golden_single(model, tokens, seed + T, T)
             path = os.path.join(d, fname + ".safetensors")
             save_file(g, path, metadata={"token_seed": str(used), "T": str(T)})
             errs, n_sel = verify_golden(model, path)
             print(f"{name}/{fname}: T={T} token seed {used} sel keys {n_sel} min top-k margin {margin:.2e} reload err {errs}")
         if cfg["pos_encoding"] == "xl":
-            g, margin, used = golden_mem(model, held, seed + 500, T_MEM)
+            g, margin, used = golden_mem(model, tokens, seed + 500, T_MEM)
             path = os.path.join(d, "golden_mem.safetensors")
             save_file(g, path, metadata={"token_seed": str(used), "T": str(T_MEM)})
             errs, n_sel = verify_golden(model, path)

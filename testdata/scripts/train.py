@@ -1,13 +1,18 @@
-"""Trains small byte-level SwitchHead LMs on the KJV corpus (CPU) and evaluates held-out bits per byte.
+"""Trains small SwitchHead LMs on the KJV corpus (CPU) and evaluates held-out bits per byte.
 
-Usage: train.py [--models rope,xl,switchall,dense,gated] [--budget 240] [--gated-budget 90]
+Usage: train.py [--models rope,xl,switchall,dense,gated,spm] [--budget 240] [--gated-budget 90]
                 [--steps N] [--threads 1] [--out testdata/models]
 Models are independent: several train.py processes with disjoint --models can run in parallel.
+All read bytes except `spm`, which reads the tokens of the SentencePiece model
+models/spm/tokenizer.model (train_tokenizer.py makes it; the text is encoded as one string).
 
 Split: data = bytes of testdata/corpus/kjv.txt, N = len(data); train = data[:int(0.9*N)],
 held-out = data[int(0.9*N):]. testdata/corpus/heldout-eval.txt = first 32768 held-out bytes.
 
-Evaluation (bits per byte = mean cross-entropy in bits over the predicted bytes):
+Evaluation (bits per byte = summed cross-entropy in bits of the predicted tokens / the number of
+text bytes those tokens cover; for bytes, the mean over the predicted bytes). Token i of an
+encoded text covers the bytes from the end of token i-1's span to the end of its own (token 0 from
+the start of the text), so the tokens of a text cover all of it. The windows below count tokens:
   rope/dense (no memory): non-overlapping windows of chunk_size bytes; each window predicts its
     bytes 1..n-1 from bytes 0..n-2 of the same window (the first byte of each window is not
     predicted); a final partial window is evaluated too if its length >= 2.
@@ -39,6 +44,9 @@ HELDOUT_EVAL_BYTES = 32768
 
 EVAL_METHOD = {
     "bpb": "mean cross-entropy in bits (natural-log CE / ln 2) over all predicted bytes",
+    "bpb_tokens": "summed cross-entropy in bits (natural-log CE / ln 2) of the predicted tokens / the UTF-8 bytes "
+                  "they cover (token i covers the bytes from the end of token i-1's span to the end of its own); "
+                  "token_perplexity = exp(mean natural-log CE per predicted token); windows count tokens",
     "split": "data = kjv.txt bytes, N = len(data); train = data[:int(0.9*N)]; heldout = data[int(0.9*N):]; "
              "heldout-eval.txt = heldout[:32768]",
     "rope_dense": "non-overlapping windows of chunk_size bytes; each window predicts its bytes 1..n-1 from bytes "
@@ -79,6 +87,10 @@ MODELS = {
                               pos_encoding="rope", rotate_fraction=0.25, ffn="dense", attention="switchhead",
                               chunk_size=128),
                   batch=16, lr=3e-3, seed=1005, memory=False),
+    # SwitchHead RoPE over the 1,000-piece SentencePiece vocabulary of models/spm/tokenizer.model
+    "spm": dict(config=dict(vocab_size=1000, d_model=96, n_layers=2, n_heads=2, n_experts=4, moe_k=2, d_head=32,
+                            d_ff=256, pos_encoding="rope", ffn="dense", attention="switchhead", chunk_size=64),
+                batch=16, lr=2e-3, seed=1006, memory=False, tokenizer="tokenizer.model"),
 }
 
 KEY_ORDER = ["vocab_size", "d_model", "n_layers", "n_heads", "n_experts", "moe_k", "d_head", "d_ff",
@@ -99,6 +111,19 @@ def load_data():
     return data[:cut], data[cut:]
 
 
+def tokenize(model_file, data):
+    """Encodes the UTF-8 bytes `data` as one string with a SentencePiece model. Returns the token ids
+    and the text bytes each token covers (from the end of the previous token's span to the end of its
+    own), both int64 arrays."""
+    import sentencepiece as spm  # only the tokenized models need it
+
+    sp = spm.SentencePieceProcessor(model_file=model_file)
+    pieces = sp.encode(bytes(data).decode("utf-8"), out_type="immutable_proto").pieces
+    ids = np.array([p.id for p in pieces], dtype=np.int64)
+    ends = np.maximum.accumulate(np.array([p.end for p in pieces], dtype=np.int64))
+    return ids, np.diff(ends, prepend=0)
+
+
 def write_heldout_eval(held):
     b = bytes(held[:HELDOUT_EVAL_BYTES])
     if not os.path.exists(HELDOUT_EVAL) or open(HELDOUT_EVAL, "rb").read() != b:
@@ -108,13 +133,15 @@ def write_heldout_eval(held):
 
 
 @torch.no_grad()
-def eval_bpb(model, data, batch=64):
-    """Returns (bpb, n_predicted) following EVAL_METHOD for the model's pos_encoding."""
+def eval_bpb(model, data, covered=None, batch=64):
+    """Returns (bpb, n_predicted, predicted_bytes, token_perplexity) following EVAL_METHOD for the model's
+    pos_encoding. `data` holds token ids; `covered` the text bytes each token covers (None: one each)."""
     model.eval()
     cfg = model.cfg
     T = cfg["chunk_size"]
     t = torch.from_numpy(data.astype(np.int64))
-    total, count = 0.0, 0
+    c = torch.ones_like(t) if covered is None else torch.from_numpy(covered.astype(np.int64))
+    total, count, n_bytes = 0.0, 0, 0
     if cfg["pos_encoding"] == "xl":
         # Exact, but batched: with one chunk of memory, layer i of chunk j only needs layer i's input of
         # chunk j-1, so the stream is run layer by layer over all chunks at once (see eval_xl_sequential
@@ -146,6 +173,7 @@ def eval_bpb(model, data, batch=64):
             logits = model.output(model.out_norm(hs[s:s + 8192]))
             total += F.cross_entropy(logits, y[s:s + 8192], reduction="sum").item()
         count += y.numel()
+        n_bytes += int(c[1:].sum())
     else:
         nfull = t.shape[0] // T
         full = t[:nfull * T].view(nfull, T)
@@ -155,12 +183,14 @@ def eval_bpb(model, data, batch=64):
             total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), w[:, 1:].reshape(-1),
                                      reduction="sum").item()
             count += w[:, 1:].numel()
+            n_bytes += int(c[:nfull * T].view(nfull, T)[s:s + batch, 1:].sum())
         rest = t[nfull * T:]
         if rest.shape[0] >= 2:
             logits, _ = model(rest[None, :-1])
             total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), rest[1:], reduction="sum").item()
             count += rest.shape[0] - 1
-    return total / count / math.log(2), count
+            n_bytes += int(c[nfull * T + 1:].sum())
+    return total / n_bytes / math.log(2), count, n_bytes, math.exp(total / count)
 
 
 @torch.no_grad()
@@ -184,8 +214,31 @@ def lr_at(step, progress, peak, warmup):
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def model_data(name, out_root, train, held, held_eval):
+    """The model's token streams: (train ids, (held ids, covered), (held_eval ids, covered)). Bytes for
+    byte-level models (covered None: one byte each); SentencePiece ids for a model with a tokenizer."""
+    tok = MODELS[name].get("tokenizer")
+    if tok is None:
+        return train, (held, None), (held_eval, None)
+    path = os.path.join(out_root, name, tok)
+    return tokenize(path, train)[0], tokenize(path, held), tokenize(path, held_eval)
+
+
+def eval_record(data, result_untrained, result_trained, n_text_bytes):
+    """The metrics.json record of one evaluated text."""
+    (un, n, n_bytes, un_ppl), (tr, _, _, tr_ppl) = result_untrained, result_trained
+    rec = {"bytes": n_text_bytes, "predicted": n, "untrained_bpb": round(un, 6), "trained_bpb": round(tr, 6)}
+    if data[1] is not None:
+        rec.update({"tokens": int(data[0].shape[0]), "predicted_bytes": n_bytes,
+                    "untrained_token_perplexity": round(un_ppl, 6), "trained_token_perplexity": round(tr_ppl, 6)})
+    return rec
+
+
 def train_one(name, budget, steps_override, out_root, train, held, held_eval):
     spec = MODELS[name]
+    n_held_bytes, n_eval_bytes = int(held.shape[0]), int(held_eval.shape[0])
+    train, held, held_eval = model_data(name, out_root, train, held, held_eval)
+    unit = "bytes" if held[1] is None else "tokens"
     cfg = model_config(name)
     T = cfg["chunk_size"]
     B = spec["batch"]
@@ -198,10 +251,9 @@ def train_one(name, budget, steps_override, out_root, train, held, held_eval):
     print(f"[{name}] params {params}", flush=True)
 
     t0 = time.time()
-    un_held, n_held = eval_bpb(model, held)
-    un_eval, n_eval = eval_bpb(model, held_eval)
-    print(f"[{name}] untrained bpb heldout {un_held:.6f} heldout-eval {un_eval:.6f} ({time.time() - t0:.1f}s)",
-          flush=True)
+    un_held, un_eval = eval_bpb(model, *held), eval_bpb(model, *held_eval)
+    print(f"[{name}] untrained bpb heldout {un_held[0]:.6f} heldout-eval {un_eval[0]:.6f} "
+          f"({time.time() - t0:.1f}s)", flush=True)
 
     opt = torch.optim.Adam(model.parameters(), lr=spec["lr"], betas=(0.9, 0.98), eps=1e-9)
     warmup = 30
@@ -259,10 +311,9 @@ def train_one(name, budget, steps_override, out_root, train, held, held_eval):
     model.eval()
 
     t1 = time.time()
-    tr_held, _ = eval_bpb(model, held)
-    tr_eval, _ = eval_bpb(model, held_eval)
-    print(f"[{name}] trained bpb heldout {tr_held:.6f} heldout-eval {tr_eval:.6f} ({time.time() - t1:.1f}s)",
-          flush=True)
+    tr_held, tr_eval = eval_bpb(model, *held), eval_bpb(model, *held_eval)
+    print(f"[{name}] trained bpb heldout {tr_held[0]:.6f} heldout-eval {tr_eval[0]:.6f} "
+          f"({time.time() - t1:.1f}s)", flush=True)
 
     out = os.path.join(out_root, name)
     os.makedirs(out, exist_ok=True)
@@ -277,14 +328,15 @@ def train_one(name, budget, steps_override, out_root, train, held, held_eval):
         "steps": step,
         "seconds": round(seconds, 1),
         "train": {
-            "corpus": "testdata/corpus/kjv.txt (first 90% of bytes)",
+            "corpus": "testdata/corpus/kjv.txt (first 90% of bytes)" + (
+                "" if unit == "bytes" else f", encoded with {spec['tokenizer']} as one string"),
             "seed": spec["seed"],
             "batch": B,
             "context": T,
             "xl_memory": spec["memory"],
             "data_order": ("B parallel contiguous streams of the training bytes, consecutive chunks per step, "
                            "memory carried across steps (detached)") if spec["memory"]
-            else "random windows of context+1 bytes",
+            else f"random windows of context+1 {unit}",
             "optimizer": "Adam(betas=(0.9,0.98), eps=1e-9), grad clip 1.0",
             "lr_peak": spec["lr"],
             "lr_schedule": f"linear warmup {warmup} steps, then cosine to 10% of peak over the wall-clock budget "
@@ -294,12 +346,11 @@ def train_one(name, budget, steps_override, out_root, train, held, held_eval):
             "budget_seconds": budget,
             "final_train_loss_bits": round(float(np.mean(losses[-100:])) / math.log(2), 6),
         },
-        "eval_method": EVAL_METHOD["xl" if cfg["pos_encoding"] == "xl" else "rope_dense"],
+        "eval_method": EVAL_METHOD["xl" if cfg["pos_encoding"] == "xl" else "rope_dense"] + (
+            "" if unit == "bytes" else "; " + EVAL_METHOD["bpb_tokens"]),
         "eval_definitions": EVAL_METHOD,
-        "heldout": {"bytes": int(held.shape[0]), "predicted": n_held,
-                    "untrained_bpb": round(un_held, 6), "trained_bpb": round(tr_held, 6)},
-        "heldout_eval_txt": {"bytes": int(held_eval.shape[0]), "predicted": n_eval,
-                             "untrained_bpb": round(un_eval, 6), "trained_bpb": round(tr_eval, 6)},
+        "heldout": eval_record(held, un_held, tr_held, n_held_bytes),
+        "heldout_eval_txt": eval_record(held_eval, un_eval, tr_eval, n_eval_bytes),
     }
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
@@ -310,7 +361,7 @@ def train_one(name, budget, steps_override, out_root, train, held, held_eval):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", default="rope,xl,switchall,dense,gated")
+    ap.add_argument("--models", default="rope,xl,switchall,dense,gated,spm")
     ap.add_argument("--budget", type=float, default=240.0, help="training wall seconds per model")
     ap.add_argument("--gated-budget", type=float, default=90.0, help="training wall seconds for 'gated'")
     ap.add_argument("--steps", type=int, default=0, help="fixed number of steps (overrides the budgets)")
