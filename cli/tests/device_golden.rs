@@ -3,8 +3,10 @@
 //! `switchhead logits --executor opencl` matches the golden logits (f32: max relative error
 //! 1e-4; `--dtype bf16`: 1e-2), XL memory over two chunks included; every router's experts
 //! equal the golden ones; token-by-token decoding through the device decoder equals the full
-//! pass; `run`, `eval` and `bench` take `--executor opencl`; and the failures a user can hit
-//! (no OpenCL platform, too little device memory, a non-plan file) are one clear line.
+//! pass; `run`, `eval` and `bench` take `--executor opencl`; ONNX files from
+//! `switchhead-compile` (custom-domain or decomposed, KV cache, f16 storage, external data) run
+//! as the plans they embed; and the failures a user can hit (no OpenCL platform, too little
+//! device memory, an ONNX file without a plan) are one clear line.
 //!
 //! Without an OpenCL device the tests print SKIPPED, unless `SWITCHHEAD_REQUIRE_OPENCL` is set
 //! (CI sets it: there they must run).
@@ -16,7 +18,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::{TOL, compile_plan, max_rel_err, model_dir};
-use switchhead_compiler::onnx::WeightDType;
+use prost::Message;
+use switchhead_compiler::import::{LoadOptions, load_model};
+use switchhead_compiler::ir::lower;
+use switchhead_compiler::onnx::proto::ModelProto;
+use switchhead_compiler::onnx::{EmitOptions, PLAN_GRAPH_KEY, WeightDType, emit, write_with_limit};
+use switchhead_compiler::passes::{PassManager, RunOptions};
 use switchhead_compiler::tensor_io::{chunk_names, parse, read_bytes, read_f32, read_tokens};
 use switchhead_kernels::gpu::{OpenClDevice, OpenClSelect, WType};
 use switchhead_runtime::backend::{DeviceBackend, RouteTrace};
@@ -86,33 +93,36 @@ fn goldens(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// `switchhead logits MODEL --executor opencl --dtype DTYPE` on `golden`: the worst error
-/// over its chunks.
-fn cli_error(model: &Path, golden: &Path, dtype: &str, out: &Path) -> f32 {
+/// Runs `switchhead logits MODEL --tokens TOKENS -o OUT ARGS..`, which must succeed.
+fn logits(model: &Path, tokens: &Path, args: &[&str], out: &Path) {
     let (m, g, o) = (
         model.to_string_lossy(),
-        golden.to_string_lossy(),
+        tokens.to_string_lossy(),
         out.to_string_lossy(),
     );
-    let args = [
-        "logits",
-        &m,
-        "--tokens",
-        &g,
-        "-o",
-        &o,
-        "--executor",
-        "opencl",
-        "--dtype",
-        dtype,
-    ];
-    let run = switchhead(&args, &[]);
+    let mut all = vec!["logits", &m, "--tokens", &g, "-o", &o];
+    all.extend_from_slice(args);
+    let run = switchhead(&all, &[]);
     assert!(
         run.status.success(),
         "{}: {}",
         model.display(),
         String::from_utf8_lossy(&run.stderr)
     );
+}
+
+/// `switchhead logits MODEL --executor opencl --dtype DTYPE` on `golden`: the worst error
+/// over its chunks.
+fn cli_error(model: &Path, golden: &Path, dtype: &str, out: &Path) -> f32 {
+    let args = ["--executor", "opencl", "--dtype", dtype];
+    logits_error(model, golden, golden, &args, out)
+}
+
+/// `switchhead logits MODEL` with `args` on the tokens of `tokens`: the worst error over the
+/// chunks of `reference`'s logits.
+fn logits_error(model: &Path, tokens: &Path, reference: &Path, args: &[&str], out: &Path) -> f32 {
+    logits(model, tokens, args, out);
+    let golden = reference;
     let (gb, ob) = (
         read_bytes(golden).expect("golden"),
         read_bytes(out).expect("out"),
@@ -175,6 +185,75 @@ fn official_goldens_match_through_the_cli() {
         let dir = official(name);
         check_cli(&dir, &[dir.join("golden.safetensors")], name);
     }
+}
+
+/// Testdata model `name` emitted as ONNX with `opts` into `dir` (external data when
+/// `external`).
+fn compile_onnx(name: &str, opts: EmitOptions, external: bool, dir: &Path) -> PathBuf {
+    let model = load_model(&model_dir(name), &LoadOptions::default()).expect("load");
+    let mut graph = lower(&model);
+    PassManager::default()
+        .run(&mut graph, RunOptions::default())
+        .expect("passes");
+    let proto = emit(&graph, &model.weights, &opts).expect("emit");
+    let path = dir.join(format!("{name}.onnx"));
+    let limit = if external { 0 } else { u64::MAX };
+    write_with_limit(proto, &path, limit).expect("write");
+    path
+}
+
+/// ONNX files run on the device as the plans they embed, in every form the compiler writes:
+/// custom-domain, decomposed with a KV cache, XL, f16 storage with external data.
+#[test]
+fn onnx_files_run_as_their_plans() {
+    if device("onnx_files_run_as_their_plans").is_none() {
+        return;
+    }
+    let decomposed_kv = EmitOptions {
+        decompose: true,
+        kv_cache: true,
+        ..Default::default()
+    };
+    let f16 = EmitOptions {
+        dtype: WeightDType::F16,
+        ..Default::default()
+    };
+    let cases = [
+        ("rope", EmitOptions::default(), false),
+        ("gated", decomposed_kv, false),
+        ("xl", EmitOptions::default(), false),
+    ];
+    for (name, opts, external) in cases {
+        let dir = tmp(&format!("onnx-{name}"));
+        let onnx = compile_onnx(name, opts, external, &dir);
+        for golden in goldens(&model_dir(name)) {
+            let err = cli_error(&onnx, &golden, "f32", &dir.join("out.safetensors"));
+            println!("{name} onnx {}: max rel err {err:.3e}", golden.display());
+            assert!(err <= TOL, "{name} {}: max rel err {err}", golden.display());
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    // f16 storage moves the logits away from the f32 goldens (routing included), so the
+    // device is compared with the CPU runtime on the same file; external data beside it.
+    let dir = tmp("onnx-f16");
+    let onnx = compile_onnx("switchall", f16, true, &dir);
+    assert!(dir.join("switchall.onnx.data").exists(), "external data");
+    for golden in goldens(&model_dir("switchall")) {
+        let cpu = dir.join("cpu.safetensors");
+        logits(&onnx, &golden, &["--executor", "cpu"], &cpu);
+        let args = ["--executor", "opencl"];
+        let err = logits_error(&onnx, &golden, &cpu, &args, &dir.join("out.safetensors"));
+        println!(
+            "switchall f16 onnx {}: max rel err to the CPU {err:.3e}",
+            golden.display()
+        );
+        assert!(
+            err <= TOL,
+            "switchall f16 {}: max rel err {err}",
+            golden.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Every chunk of `golden` through `backend` (XL memory carried): logits within `TOL` and
@@ -457,13 +536,12 @@ fn device_failures_are_one_clear_line() {
         "{err}"
     );
     assert!(!out.exists(), "no output on failure");
-    // An ONNX file: the device executors run plans.
-    let onnx = dir.join("rope.onnx");
-    let c = Command::new(env!("CARGO_BIN_EXE_switchhead-compile"))
-        .args([&m, "-o", &onnx.to_string_lossy()])
-        .output()
-        .expect("compile");
-    assert!(c.status.success());
+    // An ONNX file without the plan graph (not ours, or from an older compiler).
+    let onnx = compile_onnx("rope", EmitOptions::default(), false, &dir);
+    let mut proto =
+        ModelProto::decode(std::fs::read(&onnx).expect("read").as_slice()).expect("decode");
+    proto.metadata_props.retain(|e| e.key != PLAN_GRAPH_KEY);
+    std::fs::write(&onnx, proto.encode_to_vec()).expect("write");
     let on = onnx.to_string_lossy().into_owned();
     let r = switchhead(
         &[
@@ -479,7 +557,10 @@ fn device_failures_are_one_clear_line() {
         &[],
     );
     let err = one_line_failure(&r, "onnx");
-    assert!(err.contains("not a native plan"), "{err}");
+    assert!(
+        err.contains("rope.onnx") && err.contains(PLAN_GRAPH_KEY) && err.contains("recompile"),
+        "{err}"
+    );
     // bf16 is for device executors.
     let r = switchhead(
         &[

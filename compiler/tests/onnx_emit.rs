@@ -13,8 +13,10 @@ use switchhead_compiler::onnx::proto::{
     type_proto,
 };
 use switchhead_compiler::onnx::{
-    DOMAIN, EmitError, EmitOptions, OPSET, WeightDType, emit, write, write_with_limit,
+    DOMAIN, EmitError, EmitOptions, OPSET, PLAN_GRAPH_KEY, WeightDType, emit, write,
+    write_with_limit,
 };
+use switchhead_ops::plan::PlanGraph;
 
 const MODELS: [&str; 5] = ["rope", "xl", "switchall", "dense", "gated"];
 const ROPE_MODELS: [&str; 3] = ["rope", "dense", "gated"];
@@ -207,11 +209,50 @@ fn emission_is_deterministic() {
     }
 }
 
+/// The `switchhead.*` facts, without the embedded plan graph (checked on its own).
 fn metadata(m: &ModelProto) -> Vec<(String, String)> {
     m.metadata_props
         .iter()
+        .filter(|e| e.key != PLAN_GRAPH_KEY)
         .map(|e| (e.key.clone(), e.value.clone()))
         .collect()
+}
+
+/// The embedded plan graph: present, valid, and naming exactly the model's initializers
+/// (by their stored name: `.bf16`/`.f16` for cast ones), with their shapes.
+fn check_plan_graph(m: &ModelProto, what: &str) {
+    let entry = m
+        .metadata_props
+        .iter()
+        .find(|e| e.key == PLAN_GRAPH_KEY)
+        .unwrap_or_else(|| panic!("{what}: no {PLAN_GRAPH_KEY}"));
+    let plan = PlanGraph::from_json(entry.value.as_bytes()).expect("plan graph parses");
+    let len = plan
+        .weights
+        .iter()
+        .map(|w| w.offset + w.nbytes)
+        .max()
+        .unwrap_or(0);
+    plan.validate(len.next_multiple_of(64))
+        .expect("plan graph validates");
+    let graph = m.graph.as_ref().expect("graph");
+    let inits: Vec<(String, Vec<usize>)> = graph
+        .initializer
+        .iter()
+        .map(|t| {
+            let name = t.name.trim_end_matches(".bf16").trim_end_matches(".f16");
+            (
+                name.to_string(),
+                t.dims.iter().map(|&d| d as usize).collect(),
+            )
+        })
+        .collect();
+    let weights: Vec<(String, Vec<usize>)> = plan
+        .weights
+        .iter()
+        .map(|w| (w.name.clone(), w.shape.clone()))
+        .collect();
+    assert_eq!(weights, inits, "{what}: plan weights are the initializers");
 }
 
 #[test]
@@ -251,11 +292,9 @@ fn metadata_describes_the_model() {
                 .into_iter()
                 .map(|(k, v)| (format!("switchhead.{k}"), v))
                 .collect();
-            assert_eq!(
-                metadata(&m),
-                want,
-                "{name} decompose={decompose} kv={kv_cache}"
-            );
+            let what = format!("{name} decompose={decompose} kv={kv_cache}");
+            assert_eq!(metadata(&m), want, "{what}");
+            check_plan_graph(&m, &what);
         }
         // Without a known chunk size the key is left out, the rest stays.
         let (bytes, _) = emit_bytes(name, EmitOptions::default());

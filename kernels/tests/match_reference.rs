@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use switchhead_kernels::moe_attention::Dims;
 use switchhead_kernels::{
     KernelError, KvPast, MoeAttentionWeights, Projections, SigmaMoeWeights, WeightLayout,
-    moe_attention, moe_attention_kv, sigma_moe,
+    moe_attention, moe_attention_kv, moe_attention_kv_rows, sigma_moe,
 };
 use switchhead_ops::Tensor;
 use switchhead_ops::moe_attention::{AttentionLayer, Positions, ValueOutput};
@@ -565,6 +565,66 @@ fn kv_cache_steps_match_the_full_pass() {
     );
     kv_case(case(AttentionVariant::Gated, ROPE), 1, 5, &[1, 2], 22);
     kv_case(case(AttentionVariant::Dense, ROPE), 2, 0, &[1, 1, 1], 23);
+}
+
+/// Independent sequences at different positions (0, 1, 4 and 6 cached tokens), stepped
+/// together by `moe_attention_kv_rows`, give each sequence's lone step: y and cache.
+fn kv_rows_case(c: Case, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let w = weights(&c, &mut rng);
+    let (attrs, kw) = (attrs_of(&c), kernel_weights(&w));
+    let pasts = [0usize, 4, 1, 6];
+    let one = |t| Dims {
+        batch: 1,
+        t,
+        tk: t,
+        d: c.d,
+    };
+    let empty = KvPast {
+        key: &[],
+        value: &[],
+        past: 0,
+    };
+    // Each sequence's cache after its prefill, and its next token's input row.
+    let mut caches = Vec::new();
+    let mut next = Vec::new();
+    for &p in &pasts {
+        let x = random(&mut rng, &[1, p + 1, c.d], 1.0);
+        if p == 0 {
+            caches.push((Vec::new(), Vec::new()));
+        } else {
+            let pre = moe_attention_kv(&attrs, &kw, &x.data()[..p * c.d], one(p), empty, 1)
+                .expect("prefill");
+            caches.push((pre.key, pre.value));
+        }
+        next.extend_from_slice(&x.data()[p * c.d..]);
+    }
+    let past_of = |i: usize| KvPast {
+        key: &caches[i].0,
+        value: &caches[i].1,
+        past: pasts[i],
+    };
+    let all: Vec<KvPast<'_>> = (0..pasts.len()).map(past_of).collect();
+    let shared = moe_attention_kv_rows(&attrs, &kw, &next, c.d, &all, 2).expect("rows step");
+    for i in 0..pasts.len() {
+        let row = &next[i * c.d..(i + 1) * c.d];
+        let alone = moe_attention_kv(&attrs, &kw, row, one(1), past_of(i), 1).expect("alone");
+        assert_close(&shared.y[i * c.d..(i + 1) * c.d], &alone.y, 1e-6);
+        assert_eq!(
+            shared.caches[i].0.len(),
+            alone.key.len(),
+            "sequence {i} keys"
+        );
+        assert_close(&shared.caches[i].0, &alone.key, 1e-6);
+        assert_close(&shared.caches[i].1, &alone.value, 1e-6);
+    }
+}
+
+#[test]
+fn independent_sequences_step_together_as_alone() {
+    kv_rows_case(case(AttentionVariant::ExpertsVO, ROPE), 31);
+    kv_rows_case(case(AttentionVariant::Gated, ROPE), 32);
+    kv_rows_case(case(AttentionVariant::Dense, ROPE), 33);
 }
 
 #[test]

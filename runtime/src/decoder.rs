@@ -12,6 +12,13 @@
 //!   a chunked full pass over the same tokens.
 //! - Device backends (CUDA, OpenCL) keep either state in device memory
 //!   ([`crate::backend::ResidentDecoder`]); the context limit works as above.
+//!
+//! Continuous batching ([`Decoder::step_each`]): independent batch-1 decoders of one session,
+//! each at its own position, feed one token each through one shared pass where the backend
+//! can (the native executor, for RoPE plans: projections, experts and the output head run
+//! over all rows, attention per sequence over its own cache); elsewhere each is stepped in
+//! turn. Sequences join and leave between steps simply by being passed or not; each row's
+//! logits are those the decoder would give alone.
 
 use crate::backend::ResidentDecoder;
 use crate::info::ModelInfo;
@@ -129,6 +136,90 @@ impl<'s> Decoder<'s> {
         Ok(logits.row(0, last).map(<[f32]>::to_vec).unwrap_or_default())
     }
 
+    /// Feeds `tokens[i]` to `decoders[i]` (batch-1 decoders of one session) and returns each
+    /// one's logits for it, sharing one pass among those the backend can batch (see the
+    /// module docs); the others, and any whose cache must restart first, step alone.
+    pub fn step_each(
+        decoders: &mut [&mut Decoder<'_>],
+        tokens: &[i64],
+    ) -> Result<Vec<Vec<f32>>, RuntimeError> {
+        check_each(decoders, tokens)?;
+        let shared: Vec<usize> = (0..decoders.len())
+            .filter(|&i| decoders[i].kv_room())
+            .collect();
+        let mut out: Vec<Option<Vec<f32>>> = vec![None; decoders.len()];
+        if shared.len() > 1 {
+            // When the backend cannot share the pass, nothing is filled in and all step alone.
+            Self::step_shared(decoders, tokens, &shared, &mut out)?;
+        }
+        for (i, d) in decoders.iter_mut().enumerate() {
+            if out[i].is_none() {
+                out[i] = Some(d.feed(&tokens[i..i + 1])?);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Whether this is a host KV decoder with room for one more token without a restart.
+    fn kv_room(&self) -> bool {
+        match &self.state {
+            State::Kv { cache, context, .. } => context.is_none_or(|l| cache.past < l),
+            _ => false,
+        }
+    }
+
+    /// The decoders at `rows` in one pass, their logits into `out`; nothing when the backend
+    /// cannot share it.
+    fn step_shared(
+        decoders: &mut [&mut Decoder<'_>],
+        tokens: &[i64],
+        rows: &[usize],
+        out: &mut [Option<Vec<f32>>],
+    ) -> Result<(), RuntimeError> {
+        let session = decoders[rows[0]].session;
+        let ids: Vec<i64> = rows.iter().map(|&i| tokens[i]).collect();
+        let caches: Vec<&KvCache> = rows
+            .iter()
+            .filter_map(|&i| match &decoders[i].state {
+                State::Kv { cache, .. } => Some(cache),
+                _ => None,
+            })
+            .collect();
+        let Some(result) = session.backend().run_kv_rows(&ids, &caches) else {
+            return Ok(());
+        };
+        let (logits, next) = result?;
+        let vocab = session.vocab_size();
+        if logits.len() != rows.len() * vocab || next.len() != rows.len() {
+            return Err(RuntimeError::Interface {
+                reason: format!(
+                    "a shared step of {} rows returned {} logits",
+                    rows.len(),
+                    logits.len()
+                ),
+            });
+        }
+        for ((&i, cache), row) in rows.iter().zip(next).zip(logits.chunks_exact(vocab)) {
+            let d = &mut *decoders[i];
+            if let State::Kv {
+                cache: c,
+                history,
+                context,
+            } = &mut d.state
+            {
+                *c = cache;
+                remember(
+                    history,
+                    &TokenBatch::single(vec![tokens[i]]),
+                    context.unwrap_or(usize::MAX),
+                );
+            }
+            d.position += 1;
+            out[i] = Some(row.to_vec());
+        }
+        Ok(())
+    }
+
     fn step_kv(&mut self, tokens: &TokenBatch) -> Result<Logits, RuntimeError> {
         let State::Kv {
             cache,
@@ -205,6 +296,34 @@ impl<'s> Decoder<'s> {
         }
         Ok(concat(out, self.session.vocab_size()))
     }
+}
+
+/// `step_each`'s inputs: one token per decoder, every decoder batch 1 and of one session,
+/// every token in the vocabulary.
+fn check_each(decoders: &[&mut Decoder<'_>], tokens: &[i64]) -> Result<(), RuntimeError> {
+    if decoders.len() != tokens.len() {
+        return Err(RuntimeError::ShapeMismatch {
+            tensor: "tokens".into(),
+            expected: format!("one token per decoder ({})", decoders.len()),
+            got: format!("{} tokens", tokens.len()),
+        });
+    }
+    let Some(first) = decoders.first() else {
+        return Ok(());
+    };
+    if decoders
+        .iter()
+        .any(|d| d.batch != 1 || !std::ptr::eq(d.session, first.session))
+    {
+        return Err(RuntimeError::ShapeMismatch {
+            tensor: "decoders".into(),
+            expected: "batch-1 decoders of one session".into(),
+            got: "a decoder of another batch size or session".into(),
+        });
+    }
+    first
+        .session
+        .check_tokens(&TokenBatch::new(tokens.len(), 1, tokens.to_vec())?)
 }
 
 fn xl_state(

@@ -15,6 +15,10 @@ pub enum RuntimeError {
     /// or a graph the native executor cannot run).
     #[error("{path}: invalid plan: {reason}")]
     InvalidPlan { path: PathBuf, reason: String },
+    /// An ONNX file a device executor cannot run as the plan it embeds (none embedded, or an
+    /// initializer that does not match it).
+    #[error("{path}: cannot run this ONNX file on a device executor: {reason}")]
+    OnnxNotPlan { path: PathBuf, reason: String },
     /// The file is not an ONNX model.
     #[error("{path} is not an ONNX model: {reason}")]
     NotOnnx { path: PathBuf, reason: String },

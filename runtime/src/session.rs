@@ -24,18 +24,18 @@ pub struct Session {
 
 impl Session {
     /// Loads the ONNX file at `path` (external data beside it) for `options.backend`, or a
-    /// `.shplan` plan (by extension or magic) on the native executor.
+    /// `.shplan` plan (by extension or magic) on the native executor. The device executors
+    /// (CUDA, OpenCL) run a plan, or an ONNX file as the plan it embeds.
     pub fn load(path: impl AsRef<Path>, options: SessionOptions) -> Result<Session, RuntimeError> {
         let path = path.as_ref().to_path_buf();
-        let is_plan = crate::native::is_plan(&path);
-        if let Some((backend, info)) = device_backend(&path, &options, is_plan)? {
+        if let Some((backend, info)) = device_backend(&path, &options)? {
             return Ok(Session {
                 backend,
                 info,
                 path,
             });
         }
-        if is_plan {
+        if crate::native::is_plan(&path) {
             let threads = options.resolved_threads();
             let (backend, info) = crate::native::load_session_parts(&path, threads)?;
             let backend = Box::new(backend);
@@ -243,35 +243,18 @@ impl Session {
 /// A backend and the model's facts.
 type Loaded = (Box<dyn Backend>, ModelInfo);
 
-/// The device backend `options` asks for, if any: CUDA or OpenCL run plans; `Auto` takes
-/// CUDA, else an OpenCL GPU, when the model is a plan and one can run it, else nothing.
-fn device_backend(
-    path: &Path,
-    options: &SessionOptions,
-    is_plan: bool,
-) -> Result<Option<Loaded>, RuntimeError> {
+/// The device backend `options` asks for, if any: CUDA or OpenCL run plans (an ONNX file as
+/// the plan it embeds); `Auto` takes CUDA, else an OpenCL GPU, when one can run the model,
+/// else nothing.
+fn device_backend(path: &Path, options: &SessionOptions) -> Result<Option<Loaded>, RuntimeError> {
     let dtype = options.dtype;
     match options.backend {
         BackendKind::Cpu => Ok(None),
-        BackendKind::Auto if !is_plan => Ok(None),
-        BackendKind::Auto => Ok(load_cuda(path, dtype, true)
-            .or_else(|_| load_opencl(path, dtype, Accept::GpuOnly, true))
+        BackendKind::Auto => Ok(load_cuda(path, dtype)
+            .or_else(|_| load_opencl(path, dtype, Accept::GpuOnly))
             .ok()),
-        BackendKind::Cuda => load_cuda(path, dtype, is_plan).map(Some),
-        BackendKind::OpenCl => load_opencl(path, dtype, Accept::Any, is_plan).map(Some),
-    }
-}
-
-/// The device executors run plans: the error for anything else, naming the device found.
-#[cfg_attr(not(any(feature = "cuda", feature = "opencl")), allow(dead_code))]
-fn not_a_plan(path: &Path, backend: &'static str, device: &str) -> RuntimeError {
-    RuntimeError::BackendUnavailable {
-        backend,
-        reason: format!(
-            "found {device}, but {} is not a native plan: the {backend} executor runs .shplan \
-             files (switchhead-compile MODEL --format plan), or a checkpoint given to the CLI",
-            path.display()
-        ),
+        BackendKind::Cuda => load_cuda(path, dtype).map(Some),
+        BackendKind::OpenCl => load_opencl(path, dtype, Accept::Any).map(Some),
     }
 }
 
@@ -284,50 +267,36 @@ fn wtype(dtype: DeviceDType) -> switchhead_kernels::gpu::WType {
 }
 
 #[cfg(feature = "cuda")]
-fn load_cuda(path: &Path, dtype: DeviceDType, is_plan: bool) -> Result<Loaded, RuntimeError> {
+fn load_cuda(path: &Path, dtype: DeviceDType) -> Result<Loaded, RuntimeError> {
     let dev = crate::backend::cuda::open_device()?;
-    load_on(dev, path, dtype, is_plan)
+    load_on(dev, path, dtype)
 }
 
 #[cfg(not(feature = "cuda"))]
-fn load_cuda(_path: &Path, _dtype: DeviceDType, _is_plan: bool) -> Result<Loaded, RuntimeError> {
+fn load_cuda(_path: &Path, _dtype: DeviceDType) -> Result<Loaded, RuntimeError> {
     Err(crate::backend::cuda::unavailable(
         crate::backend::CudaUnavailable::NotBuilt,
     ))
 }
 
 #[cfg(feature = "opencl")]
-fn load_opencl(
-    path: &Path,
-    dtype: DeviceDType,
-    accept: Accept,
-    is_plan: bool,
-) -> Result<Loaded, RuntimeError> {
+fn load_opencl(path: &Path, dtype: DeviceDType, accept: Accept) -> Result<Loaded, RuntimeError> {
     let dev = crate::backend::opencl::open_device(accept)?;
-    load_on(dev, path, dtype, is_plan)
+    load_on(dev, path, dtype)
 }
 
 #[cfg(not(feature = "opencl"))]
-fn load_opencl(
-    _path: &Path,
-    _dtype: DeviceDType,
-    accept: Accept,
-    _is_plan: bool,
-) -> Result<Loaded, RuntimeError> {
+fn load_opencl(_path: &Path, _dtype: DeviceDType, accept: Accept) -> Result<Loaded, RuntimeError> {
     match crate::backend::opencl::open_device(accept)? {}
 }
 
-/// The plan at `path` on `dev`.
+/// The plan at `path` (or the plan an ONNX file embeds) on `dev`.
 #[cfg(any(feature = "cuda", feature = "opencl"))]
 fn load_on<D: switchhead_kernels::gpu::Device>(
     dev: D,
     path: &Path,
     dtype: DeviceDType,
-    is_plan: bool,
 ) -> Result<Loaded, RuntimeError> {
-    if !is_plan {
-        return Err(not_a_plan(path, dev.desc().api, &dev.desc().name));
-    }
     let b = DeviceBackend::load(dev, path, wtype(dtype))?;
     let info = b.info().clone();
     Ok((Box::new(b), info))

@@ -20,7 +20,11 @@
 //! `switchhead.d_model`, `switchhead.n_heads`, `switchhead.d_head`, `switchhead.vocab_size`,
 //! `switchhead.pos_encoding` (`rope` | `xl`), `switchhead.kv_cache` (`0` | `1`),
 //! `switchhead.chunk_size` (when [`EmitOptions::chunk_size`] is given) and
-//! `switchhead.format_version` (`1`).
+//! `switchhead.format_version` (`1`); and `switchhead.plan_graph`, the graph a native plan of
+//! the same model holds (`switchhead_ops::plan`'s JSON, row-major weights of the
+//! initializers' storage type, offsets as `layout_weights` assigns them), which the device
+//! executors bind to the initializers by name to run the ONNX file as that plan. It is left
+//! out of graphs a plan cannot hold (no embedding table).
 //!
 //! # `ai.switchhead::MoEAttention` (domain version 1)
 //!
@@ -181,7 +185,8 @@ pub fn emit(graph: &Graph, weights: &Weights, opts: &EmitOptions) -> Result<Mode
     outputs.extend(kv_outputs);
     let mut inputs: Vec<_> = graph.inputs.iter().map(|&v| input_info(graph, v)).collect();
     inputs.extend(kv_inputs);
-    let metadata_props = metadata(graph, opts);
+    let mut metadata_props = metadata(graph, opts);
+    metadata_props.extend(plan_graph_entry(graph, weights, opts));
     let graph = GraphProto {
         node: nodes,
         name: "switchhead".into(),
@@ -276,6 +281,28 @@ fn metadata(graph: &Graph, opts: &EmitOptions) -> Vec<StringStringEntryProto> {
         })
         .collect()
 }
+
+/// `switchhead.plan_graph` (see the module doc), or nothing for a graph a plan cannot hold.
+fn plan_graph_entry(
+    graph: &Graph,
+    weights: &Weights,
+    opts: &EmitOptions,
+) -> Option<StringStringEntryProto> {
+    let plan_opts = crate::plan::PlanOptions {
+        dtype: opts.dtype,
+        chunk_size: opts.chunk_size,
+        panels: false,
+    };
+    let plan = crate::plan::plan_graph(graph, weights, &plan_opts).ok()?;
+    let value = String::from_utf8(plan.to_json()).ok()?;
+    Some(StringStringEntryProto {
+        key: PLAN_GRAPH_KEY.into(),
+        value,
+    })
+}
+
+/// The metadata key of the embedded plan graph.
+pub const PLAN_GRAPH_KEY: &str = "switchhead.plan_graph";
 
 fn opset(domain: &str, version: i64) -> OperatorSetIdProto {
     OperatorSetIdProto {

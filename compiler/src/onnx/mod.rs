@@ -11,5 +11,6 @@ pub mod stream;
 
 pub use decompose::ExpertForm;
 pub use emit::{
-    DOMAIN, EmitError, EmitOptions, IR_VERSION, OPSET, WeightDType, emit, write, write_with_limit,
+    DOMAIN, EmitError, EmitOptions, IR_VERSION, OPSET, PLAN_GRAPH_KEY, WeightDType, emit, write,
+    write_with_limit,
 };

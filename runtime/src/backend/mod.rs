@@ -57,6 +57,19 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         })
     }
 
+    /// One step of independent RoPE sequences sharing the pass (continuous batching):
+    /// `tokens[r]` is the next token of the sequence whose batch-1 cache is `caches[r]`, each
+    /// at its own position. Returns logits `[n, vocab]` and each sequence's extended cache.
+    /// `None`: this backend cannot share such a step (the caller steps each one alone).
+    fn run_kv_rows(
+        &self,
+        tokens: &[i64],
+        caches: &[&KvCache],
+    ) -> Option<Result<(Vec<f32>, Vec<KvCache>), RuntimeError>> {
+        let _ = (tokens, caches);
+        None
+    }
+
     /// A decoder for `batch` rows whose state the backend keeps (a device's memory), or
     /// `None`: the [`crate::Decoder`] keeps it on the host and calls [`Backend::run`] /
     /// [`Backend::run_kv`].

@@ -6,7 +6,7 @@ use std::path::Path;
 use switchhead_ops::op::{Op, PosEncoding};
 use switchhead_ops::plan::{MAGIC, read_plan};
 
-use super::exec::{run, run_kv};
+use super::exec::{run, run_kv, run_kv_rows};
 use super::program::Program;
 use super::weights::WeightStore;
 use crate::backend::{Backend, BackendOutput};
@@ -40,10 +40,6 @@ impl NativeBackend {
 
 /// Maps and verifies the plan at `path`: its program and weights.
 pub(crate) fn load_parts(path: &Path) -> Result<(Program, WeightStore), RuntimeError> {
-    let invalid = |reason: String| RuntimeError::InvalidPlan {
-        path: path.to_path_buf(),
-        reason,
-    };
     let io = |source| RuntimeError::Io {
         path: path.to_path_buf(),
         source,
@@ -53,6 +49,21 @@ pub(crate) fn load_parts(path: &Path) -> Result<(Program, WeightStore), RuntimeE
     // being truncated or rewritten while a session holds it (the compiler replaces plans
     // by rename, which leaves a mapped file intact).
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    parts_of_map(map, path)
+}
+
+/// The plan embedded in the ONNX file at `path` ([`crate::onnx::plan_map`]), verified as a
+/// plan file is: its program and weights.
+pub(crate) fn load_onnx_parts(path: &Path) -> Result<(Program, WeightStore), RuntimeError> {
+    parts_of_map(crate::onnx::plan_map(path)?, path)
+}
+
+/// Verifies the plan in `map` (read from `path`): its program and weights.
+fn parts_of_map(map: memmap2::Mmap, path: &Path) -> Result<(Program, WeightStore), RuntimeError> {
+    let invalid = |reason: String| RuntimeError::InvalidPlan {
+        path: path.to_path_buf(),
+        reason,
+    };
     let (program, layout) = {
         let plan = read_plan(&map).map_err(|e| invalid(e.to_string()))?;
         let program = Program::new(&plan).map_err(invalid)?;
@@ -129,6 +140,29 @@ impl Backend for NativeBackend {
             ..*cache
         };
         Ok((out.logits, next))
+    }
+
+    fn run_kv_rows(
+        &self,
+        tokens: &[i64],
+        caches: &[&KvCache],
+    ) -> Option<Result<(Vec<f32>, Vec<KvCache>), RuntimeError>> {
+        let step = || {
+            let batch = TokenBatch::new(tokens.len(), 1, tokens.to_vec())?;
+            let (out, rows) =
+                run_kv_rows(&self.program, &self.weights, &batch, caches, self.threads)?;
+            let next = caches
+                .iter()
+                .zip(rows)
+                .map(|(c, layers)| KvCache {
+                    past: c.past + 1,
+                    layers,
+                    ..**c
+                })
+                .collect();
+            Ok((out.logits, next))
+        };
+        Some(step())
     }
 }
 

@@ -29,8 +29,19 @@ enum Slot<'a> {
 /// One layer's `(key, value)` cache.
 type KvPair = (Vec<f32>, Vec<f32>);
 
-/// The present `(key, value)` cache of every attention layer.
-type Present = Vec<KvPair>;
+/// The present `(key, value)` cache of every attention layer: one pair, or (independent
+/// sequences) one per sequence.
+type Present = Vec<Vec<KvPair>>;
+
+/// The KV caches entering a step.
+#[derive(Clone, Copy)]
+enum Caches<'a> {
+    None,
+    /// One cache for the whole batch (every row at the same position).
+    One(&'a KvCache),
+    /// One batch-1 cache per row: independent sequences, one new token each.
+    Rows(&'a [&'a KvCache]),
+}
 
 /// A read-only operand: shape and elements.
 type View<'s> = (&'s [usize], &'s [f32]);
@@ -40,8 +51,8 @@ struct Run<'a> {
     w: &'a WeightStore,
     slots: Vec<Slot<'a>>,
     threads: usize,
-    /// The KV cache entering this step (RoPE decoding), and the present caches, by layer.
-    kv: Option<&'a KvCache>,
+    /// The KV caches entering this step (RoPE decoding), and the present caches, by layer.
+    kv: Caches<'a>,
     present: Present,
 }
 
@@ -53,7 +64,7 @@ pub(crate) fn run(
     memory: Option<&XlMemory>,
     threads: usize,
 ) -> Result<BackendOutput, RuntimeError> {
-    Ok(run_with(p, w, tokens, memory, None, threads)?.0)
+    Ok(run_with(p, w, tokens, memory, Caches::None, threads)?.0)
 }
 
 /// One KV-cache step of a RoPE program: the outputs and the present cache of every layer.
@@ -63,8 +74,28 @@ pub(crate) fn run_kv(
     tokens: &TokenBatch,
     cache: &KvCache,
     threads: usize,
-) -> Result<(BackendOutput, Present), RuntimeError> {
-    run_with(p, w, tokens, None, Some(cache), threads)
+) -> Result<(BackendOutput, Vec<KvPair>), RuntimeError> {
+    let (out, present) = run_with(p, w, tokens, None, Caches::One(cache), threads)?;
+    Ok((out, present.into_iter().flatten().collect()))
+}
+
+/// One step of independent sequences, one token each (`tokens` `[n, 1]`), `caches[r]` the
+/// batch-1 cache of row r: the outputs and, per sequence, the present cache of every layer.
+pub(crate) fn run_kv_rows(
+    p: &Program,
+    w: &WeightStore,
+    tokens: &TokenBatch,
+    caches: &[&KvCache],
+    threads: usize,
+) -> Result<(BackendOutput, Vec<Vec<KvPair>>), RuntimeError> {
+    let (out, present) = run_with(p, w, tokens, None, Caches::Rows(caches), threads)?;
+    let mut rows: Vec<Vec<KvPair>> = vec![Vec::new(); caches.len()];
+    for layer in present {
+        rows.iter_mut()
+            .zip(layer)
+            .for_each(|(row, kv)| row.push(kv));
+    }
+    Ok((out, rows))
 }
 
 fn run_with<'a>(
@@ -72,7 +103,7 @@ fn run_with<'a>(
     w: &'a WeightStore,
     tokens: &'a TokenBatch,
     memory: Option<&'a XlMemory>,
-    kv: Option<&'a KvCache>,
+    kv: Caches<'a>,
     threads: usize,
 ) -> Result<(BackendOutput, Present), RuntimeError> {
     let mut r = Run {
@@ -180,18 +211,19 @@ impl<'a> Run<'a> {
             .map(|&v| self.view_or_tokens(v))
             .collect::<Result<Vec<_>, _>>()?;
         match (&s.op, self.kv) {
-            (Op::MoEAttention(a), Some(cache)) => {
-                let layer = self.present.len();
-                let (key, value) = cache
-                    .layers
-                    .get(layer)
-                    .ok_or_else(|| format!("the KV cache has no layer {layer}"))?;
-                let past = k::KvPast {
-                    key,
-                    value,
-                    past: cache.past,
-                };
+            (Op::MoEAttention(a), Caches::One(cache)) => {
+                let past = layer_past(cache, self.present.len())?;
                 let (y, present) = attention_kv(a, &views, past, self.threads)?;
+                self.present.push(vec![present]);
+                Ok(y)
+            }
+            (Op::MoEAttention(a), Caches::Rows(caches)) => {
+                let layer = self.present.len();
+                let pasts = caches
+                    .iter()
+                    .map(|c| layer_past(c, layer))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let (y, present) = attention_kv_rows(a, &views, &pasts, self.threads)?;
                 self.present.push(present);
                 Ok(y)
             }
@@ -372,6 +404,35 @@ fn attention(
     let (xq, xkv) = (ins[0].f32()?.1, ins[1].f32()?.1);
     let y = k::moe_attention(a, &weights, xq, xkv, dims, threads).map_err(|e| e.to_string())?;
     Ok(act(vec![dims.batch, dims.t, dims.d], y))
+}
+
+/// Layer `layer` of `cache`.
+fn layer_past(cache: &KvCache, layer: usize) -> Result<k::KvPast<'_>, String> {
+    let (key, value) = cache
+        .layers
+        .get(layer)
+        .ok_or_else(|| format!("the KV cache has no layer {layer}"))?;
+    Ok(k::KvPast {
+        key,
+        value,
+        past: cache.past,
+    })
+}
+
+/// One step of independent sequences through an attention layer: y `[n, 1, D]` and each
+/// sequence's present `(key, value)`.
+fn attention_kv_rows(
+    a: &MoeAttentionAttrs,
+    ins: &[Operand<'_>],
+    pasts: &[k::KvPast<'_>],
+    threads: usize,
+) -> Result<(Act<'static>, Vec<KvPair>), String> {
+    let (weights, dims) = attention_inputs(a, ins)?;
+    let x = ins[0].f32()?.1;
+    let step = k::moe_attention_kv_rows(a, &weights, x, dims.d, pasts, threads)
+        .map_err(|e| e.to_string())?;
+    let y = act(vec![dims.batch, dims.t, dims.d], step.y);
+    Ok((y, step.caches))
 }
 
 /// One KV-cache step of an attention layer: y and the present `(key, value)`.

@@ -17,6 +17,6 @@ mod program;
 mod weights;
 
 pub use backend::NativeBackend;
-pub(crate) use backend::{is_plan, load_parts, load_session_parts, model_info};
+pub(crate) use backend::{is_plan, load_onnx_parts, load_parts, load_session_parts, model_info};
 pub(crate) use program::{Program, Step};
 pub(crate) use weights::WeightStore;

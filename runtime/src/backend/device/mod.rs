@@ -53,9 +53,13 @@ fn gpu(api: &'static str) -> impl Fn(GpuError) -> RuntimeError {
 }
 
 impl<D: Device> DeviceBackend<D> {
-    /// Verifies the plan at `path` and uploads its weights to `dev` in `dtype`.
+    /// Verifies the plan at `path` (a `.shplan` file, or the plan an ONNX file from
+    /// `switchhead-compile` embeds) and uploads its weights to `dev` in `dtype`.
     pub fn load(dev: D, path: &Path, dtype: WType) -> Result<Self, RuntimeError> {
-        let (program, store) = crate::native::load_parts(path)?;
+        let (program, store) = match crate::native::is_plan(path) {
+            true => crate::native::load_parts(path)?,
+            false => crate::native::load_onnx_parts(path)?,
+        };
         let info = crate::native::model_info(&program);
         let api = dev.desc().api;
         let model = Model::new(dev, program, &store, dtype).map_err(gpu(api))?;
