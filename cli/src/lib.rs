@@ -10,6 +10,7 @@ pub mod model_arg;
 pub mod open;
 pub mod run;
 pub mod sample;
+pub mod serve;
 pub mod synth;
 
 /// Prints an error chain as one line on stderr and maps the result to an exit code.

@@ -1,7 +1,7 @@
 //! `switchhead`: inspect, synthesize, run and time SwitchHead models.
 
 use clap::{Parser, Subcommand};
-use switchhead_cli::{bench, eval, inspect, logits, run, synth};
+use switchhead_cli::{bench, eval, inspect, logits, run, serve, synth};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +28,8 @@ enum Command {
     Eval(eval::Args),
     /// Time the runtime on a model: forward passes or decode steps on random tokens.
     Bench(bench::Args),
+    /// Serve the model over HTTP (OpenAI-style completions, continuous batching).
+    Serve(serve::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +43,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(a) => run::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Serve(a) => serve::run(a),
     };
     switchhead_cli::exit_code(result)
 }
