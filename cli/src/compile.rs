@@ -1,20 +1,20 @@
 //! `switchhead-compile MODEL -o OUT.onnx`: import, lower, optimize, emit (ONNX, or a native
 //! plan for `-o OUT.shplan` / `--format plan`).
 //!
-//! The output is written atomically (nothing is left behind on failure) and is byte-identical
-//! across runs. Stages are shown as a progress bar on stderr when it is a terminal.
+//! The compilation itself is the compiler's [`compile_to_file`] (the Python package calls it
+//! too): the output is written atomically (nothing is left behind on failure) and is
+//! byte-identical across runs. Stages are shown as a progress bar on stderr when it is a
+//! terminal.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use switchhead_compiler::config::PosEncodingKind;
+use switchhead_compiler::compile::{CompileOptions, OutputFormat, Stage, compile_to_file};
 use switchhead_compiler::import::parse_override;
-use switchhead_compiler::ir::{lower, materialize};
-use switchhead_compiler::onnx::{EmitOptions, ExpertForm, WeightDType, emit, write};
-use switchhead_compiler::passes::{PassManager, RunOptions, pipeline};
-use switchhead_compiler::plan::{PlanOptions, plan_graph, write_plan_file};
+use switchhead_compiler::onnx::{ExpertForm, WeightDType};
+use switchhead_compiler::passes::{PassManager, pipeline};
 
 use crate::model_arg::ModelArg;
 
@@ -116,62 +116,36 @@ pub fn run(args: Args) -> Result<()> {
         set: args.set.clone(),
     }
     .load()?;
-    if args.kv_cache && model.config.pos_encoding == PosEncodingKind::Xl {
-        bar.finish_and_clear();
-        bail!(
-            "--kv-cache needs a RoPE model: Transformer-XL models carry their state in the memory.{{i}} inputs instead"
-        );
-    }
-    bar.inc(1);
-    bar.set_message("lowering");
-    let mut graph = lower(&model);
-    bar.inc(1);
-    bar.set_message("running passes");
+    let opts = options(&args, &output);
     let mut printer = |pass: &str, text: &str| println!("// after {pass}\n{text}");
-    let opts = RunOptions {
-        print_after: args.print_after.clone(),
-        stop_after: args.stop_after.clone(),
-        printer: Some(&mut printer),
+    let mut stage = |s: Stage| {
+        bar.inc(1);
+        bar.set_message(match s {
+            Stage::Lowering => "lowering".to_string(),
+            Stage::Passes => "running passes".to_string(),
+            Stage::Emitting => "emitting ONNX".to_string(),
+            Stage::Writing => format!("writing {}", output.display()),
+        });
     };
-    manager.run(&mut graph, opts)?;
-    bar.inc(1);
-    if format(&args, &output) == FormatArg::Plan {
-        if args.decompose || args.kv_cache {
-            bar.finish_and_clear();
-            bail!("--decompose and --kv-cache apply to ONNX output only");
-        }
-        bar.set_message(format!("writing plan {}", output.display()));
-        let opts = PlanOptions {
-            dtype: dtype(args.dtype),
-            chunk_size: model.config.chunk_size,
-            // Layout choice is an optimization: -O0 keeps the checkpoint's order.
-            panels: args.opt_level > 0,
-        };
-        // the weights the passes derived (folded LayerNorms), computed once
-        let weights = materialize(&graph, &model.weights)?;
-        write_plan_file(&plan_graph(&graph, &weights, &opts)?, &weights, &output)?;
-        bar.finish_and_clear();
-        eprintln!("wrote {}", output.display());
-        return Ok(());
-    }
-    bar.set_message("emitting ONNX");
-    let proto = emit(
-        &graph,
-        &model.weights,
-        &EmitOptions {
-            decompose: args.decompose,
-            dtype: dtype(args.dtype),
-            kv_cache: args.kv_cache,
-            chunk_size: model.config.chunk_size,
-            experts: experts(args.experts),
-        },
-    )?;
-    bar.inc(1);
-    bar.set_message(format!("writing {}", output.display()));
-    write(proto, &output)?;
+    let result = compile_to_file(&model, &output, &opts, Some(&mut printer), &mut stage);
     bar.finish_and_clear();
+    result?;
     eprintln!("wrote {}", output.display());
     Ok(())
+}
+
+/// The library's options for `args` writing to `output`.
+fn options(args: &Args, output: &std::path::Path) -> CompileOptions {
+    CompileOptions {
+        format: format(args, output),
+        decompose: args.decompose,
+        experts: experts(args.experts),
+        kv_cache: args.kv_cache,
+        dtype: dtype(args.dtype),
+        opt_level: args.opt_level,
+        print_after: args.print_after.clone(),
+        stop_after: args.stop_after.clone(),
+    }
 }
 
 fn experts(e: ExpertsArg) -> ExpertForm {
@@ -181,13 +155,12 @@ fn experts(e: ExpertsArg) -> ExpertForm {
     }
 }
 
-fn format(args: &Args, output: &std::path::Path) -> FormatArg {
-    let plan_ext = output.extension().is_some_and(|e| e == "shplan");
-    args.format.unwrap_or(if plan_ext {
-        FormatArg::Plan
-    } else {
-        FormatArg::Onnx
-    })
+fn format(args: &Args, output: &std::path::Path) -> OutputFormat {
+    match args.format {
+        Some(FormatArg::Onnx) => OutputFormat::Onnx,
+        Some(FormatArg::Plan) => OutputFormat::Plan,
+        None => OutputFormat::for_path(output),
+    }
 }
 
 fn dtype(d: DtypeArg) -> WeightDType {

@@ -1,16 +1,12 @@
 //! Opening a runtime session on what the user named: a compiled model file, or a checkpoint
 //! compiled in memory to a temporary file (removed when the session is dropped): ONNX for
-//! the CPU backend, a native plan for the device executors (CUDA, OpenCL).
+//! the CPU backend, a native plan for the device executors (CUDA, OpenCL), by the compiler's
+//! [`compile::compile_to_temp`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
-use switchhead_compiler::config::PosEncodingKind;
-use switchhead_compiler::ir::lower;
-use switchhead_compiler::ir::materialize;
-use switchhead_compiler::onnx::{EmitOptions, WeightDType, emit, write};
-use switchhead_compiler::passes::{PassManager, RunOptions};
-use switchhead_compiler::plan::{PlanOptions, plan_graph, write_plan_file};
+use switchhead_compiler::compile::{self, SessionTarget, TempFile};
 use switchhead_runtime::backend::{cuda, probe};
 use switchhead_runtime::{BackendKind, DeviceDType, Session, SessionOptions};
 
@@ -118,9 +114,7 @@ pub fn open(model: &ModelArg, opts: OpenOptions) -> Result<Opened> {
         (false, true) => Some(compile_plan_to_temp(model)?),
         (false, false) => Some(compile_to_temp(model, opts.kv_cache)?),
     };
-    let path = temp
-        .as_ref()
-        .map_or(model.model.as_path(), |t| t.0.as_path());
+    let path = temp.as_ref().map_or(model.model.as_path(), TempFile::path);
     let options = SessionOptions {
         threads: opts.threads,
         backend: opts.backend,
@@ -140,55 +134,13 @@ pub fn is_compiled(path: &Path) -> bool {
         .is_some_and(|e| e == "onnx" || e == "shplan")
 }
 
-/// A file in the temp folder, removed when dropped.
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 fn compile_to_temp(model: &ModelArg, kv_cache: bool) -> Result<TempFile> {
-    let loaded = model.load()?;
-    let opts = EmitOptions {
-        kv_cache: kv_cache && loaded.config.pos_encoding == PosEncodingKind::Rope,
-        chunk_size: loaded.config.chunk_size,
-        ..Default::default()
-    };
-    let proto = emit(&lower(&loaded), &loaded.weights, &opts)?;
-    let path = temp_path("onnx");
-    write(proto, &path)?;
-    Ok(TempFile(path))
+    let target = SessionTarget::Onnx { kv_cache };
+    Ok(compile::compile_to_temp(&model.load()?, target)?)
 }
 
 /// The checkpoint optimized and written as a native plan (row-major weights: the device
 /// executors read them so).
 fn compile_plan_to_temp(model: &ModelArg) -> Result<TempFile> {
-    let loaded = model.load()?;
-    let mut graph = lower(&loaded);
-    PassManager::default().run(&mut graph, RunOptions::default())?;
-    let weights = materialize(&graph, &loaded.weights)?;
-    let opts = PlanOptions {
-        dtype: WeightDType::F32,
-        chunk_size: loaded.config.chunk_size,
-        panels: false,
-    };
-    let path = temp_path("shplan");
-    write_plan_file(&plan_graph(&graph, &weights, &opts)?, &weights, &path)?;
-    Ok(TempFile(path))
-}
-
-fn temp_path(ext: &str) -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "switchhead-{}-{}.{ext}",
-        std::process::id(),
-        unique()
-    ))
-}
-
-fn unique() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
+    Ok(compile::compile_to_temp(&model.load()?, SessionTarget::Plan)?)
 }

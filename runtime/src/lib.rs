@@ -19,6 +19,7 @@ mod tensors;
 pub mod backend;
 pub mod native;
 pub mod onnx;
+pub mod sample;
 pub mod tokenizer;
 
 pub use alloc::tune_allocator;

@@ -7,7 +7,7 @@
 //! Contract: [`load_model`] either returns a [`crate::Model`] whose every tensor the config
 //! requires is present with the right shape, with no extra tensors and only finite values, or
 //! an [`crate::ImportError`] naming the file and the offending tensor or key. It never panics
-//! on file data.
+//! on file data. [`load_tensors`] does the same for tensors already in memory.
 
 mod config;
 mod expected;
@@ -16,8 +16,10 @@ mod load;
 mod path;
 mod pth;
 mod safetensors;
+mod tensors;
 mod validate;
 
 pub use config::{n_rot, parse_override, validate_config};
 pub use expected::{Axis, ExpectedTensor, Init, expected_tensors};
 pub use load::{LoadOptions, load_model};
+pub use tensors::load_tensors;
