@@ -42,9 +42,13 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
+        Server::start_on(plan(), extra)
+    }
+
+    fn start_on(model: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchhead"))
             .arg("serve")
-            .arg(plan())
+            .arg(model)
             .args(["--port", "0", "--executor", "cpu", "--threads", "1"])
             .args(extra)
             .stderr(Stdio::piped())
@@ -225,9 +229,13 @@ fn greedy(prompt: &str, max_tokens: usize) -> Value {
 
 /// `switchhead run`'s generated text (its stdout is the prompt, the text, a newline).
 fn run_text(prompt: &str, max_tokens: usize) -> String {
+    run_text_on(plan(), prompt, max_tokens)
+}
+
+fn run_text_on(model: &Path, prompt: &str, max_tokens: usize) -> String {
     let o = Command::new(env!("CARGO_BIN_EXE_switchhead"))
         .arg("run")
-        .arg(plan())
+        .arg(model)
         .args([
             "--executor",
             "cpu",
@@ -347,6 +355,29 @@ fn streams_token_prompts_and_stop_strings_agree_with_whole_answers() {
 }
 
 #[test]
+fn a_sentencepiece_checkpoint_streams_run_s_text_while_another_request_decodes() {
+    // A checkpoint on the CPU: compiled to ONNX in memory, sequences step in turn (tract).
+    let model = root().join("testdata/models/spm");
+    let server = Server::start_on(&model, &[]);
+    let prompt = "And God said";
+    let want = run_text_on(&model, prompt, 12);
+    let port = server.port;
+    let other = std::thread::spawn(move || {
+        let body = json!({ "prompt": "The LORD", "max_tokens": 40, "temperature": 0.7 });
+        request(port, "POST", "/v1/completions", &body.to_string()).expect("HTTP")
+    });
+    let mut body = greedy(prompt, 12);
+    body["stream"] = json!(true);
+    let data = server.stream(&body);
+    assert!(data.len() > 4, "a chunk per piece: {data:?}");
+    assert_eq!(stream_text(&data), (want, "length".to_string()));
+    assert_eq!(other.join().expect("thread").status, 200);
+    let models = server.request("GET", "/v1/models", "").json();
+    assert_eq!(models["data"][0]["id"], json!("spm"));
+    assert_eq!(models["data"][0]["vocab_size"], json!(1000));
+}
+
+#[test]
 fn every_error_is_json_with_a_fitting_status() {
     let server = Server::start(&[
         "--max-body-bytes",
@@ -450,8 +481,11 @@ fn a_full_queue_answers_429_and_a_slow_request_504() {
 fn sigterm_finishes_the_request_in_flight_and_exits_0() {
     let mut server = Server::start(&["--max-tokens", "2000"]);
     let body = greedy("In the beginning God created", 1500);
+    let timer = std::time::Instant::now();
     let (want, _) = server.complete(&body);
+    let whole = timer.elapsed();
     let port = server.port;
+    let sent = std::time::Instant::now();
     let mut streamed = body.clone();
     streamed["stream"] = json!(true);
     let (started_tx, started) = mpsc::channel();
@@ -482,6 +516,12 @@ fn sigterm_finishes_the_request_in_flight_and_exits_0() {
             .status()
             .expect("kill")
             .success()
+    );
+    let killed = sent.elapsed();
+    eprintln!("the request takes {whole:?}; SIGTERM came {killed:?} into it");
+    assert!(
+        killed < whole / 2,
+        "SIGTERM came {killed:?} into a request that takes {whole:?}: still in flight"
     );
     std::thread::sleep(Duration::from_millis(50));
     if let Ok(r) = request(
