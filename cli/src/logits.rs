@@ -1,7 +1,7 @@
 //! `switchhead logits MODEL --tokens IN.safetensors -o OUT.safetensors [--executor E]`.
 //!
-//! Reads int64 `tokens` `[batch, seq]` (or chunks `tokens0`, `tokens1`, ... run in order with
-//! the XL memory carried) and writes f32 `logits` (or `logits0`, `logits1`, ...)
+//! Reads int64 `tokens` `[batch, seq]` (or chunks `tokens0`, `tokens1`, ... run in order: with
+//! the XL memory carried for XL models, each on its own for RoPE models) and writes f32 `logits` (or `logits0`, `logits1`, ...)
 //! `[batch, seq, vocab]`, atomically. MODEL is a checkpoint (compiled in memory for the runtime
 //! executors) or, for the runtime executors (auto, cpu, cuda, opencl), an ONNX file or a
 //! `.shplan` written by `switchhead-compile` (the device executors take plans). `auto` (the default) runs on CUDA only when the binary has the `cuda`
@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use switchhead_compiler::config::PosEncodingKind;
 use switchhead_compiler::reference::{Memory, ReferenceExecutor, Tokens};
 use switchhead_compiler::tensor_io::{read_token_chunks, write_f32};
 use switchhead_ops::Tensor;
@@ -93,7 +94,8 @@ fn run_reference(args: &Args, chunks: &[Tokens]) -> Result<Vec<Tensor>> {
             .forward(tokens, memory.as_ref())
             .with_context(|| format!("{}: chunk {i}", args.tokens.display()))?;
         outputs.push(out.logits);
-        memory = Some(out.memory);
+        // RoPE models run each chunk on its own, as the training code does.
+        memory = (model.config.pos_encoding == PosEncodingKind::Xl).then_some(out.memory);
     }
     Ok(outputs)
 }
@@ -107,13 +109,6 @@ fn run_session(args: &Args, chunks: &[Tokens], backend: BackendKind) -> Result<V
     };
     let opened = open(&args.model, opts)?;
     let session = &opened.session;
-    if chunks.len() > 1 && !session.is_xl() {
-        bail!(
-            "{}: {} chunks, but only XL models take a memory; RoPE models run each input on its own",
-            args.tokens.display(),
-            chunks.len()
-        );
-    }
     let mut memory: Option<XlMemory> = None;
     let mut outputs = Vec::new();
     for tokens in chunks {

@@ -142,5 +142,8 @@ fn compile_to_temp(model: &ModelArg, kv_cache: bool) -> Result<TempFile> {
 /// The checkpoint optimized and written as a native plan (row-major weights: the device
 /// executors read them so).
 fn compile_plan_to_temp(model: &ModelArg) -> Result<TempFile> {
-    Ok(compile::compile_to_temp(&model.load()?, SessionTarget::Plan)?)
+    Ok(compile::compile_to_temp(
+        &model.load()?,
+        SessionTarget::Plan,
+    )?)
 }
