@@ -13,3 +13,13 @@ if ! "$venv/bin/python" -c "import onnx, onnxruntime, numpy, safetensors" 2>/dev
 fi
 export SWITCHHEAD_PYTHON="$(cd "$venv" && pwd)/bin/python"
 cargo test --workspace --features switchhead-cli/cuda,switchhead-cli/opencl "$@"
+# The Python package (python/): installed into the venv and tested with pytest. Built with the
+# dev profile (maturin's `--profile test` would build a test harness): its dependencies are
+# those the cargo test above built (same features, opt-level 3), so only the workspace crates
+# compile again, unoptimized; the wheel a user's `pip install ./python` builds is release.
+if ! "$venv/bin/python" -c "import maturin, pytest" 2>/dev/null; then
+  "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-ci.txt
+fi
+PATH="$(cd "$venv" && pwd)/bin:$PATH" MATURIN_PEP517_ARGS="--profile dev" \
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-build-isolation --force-reinstall --no-deps ./python
+"$venv/bin/python" -m pytest -q python/tests
