@@ -7,6 +7,7 @@
 pub mod compile;
 pub mod config;
 pub mod error;
+pub mod genai;
 pub mod import;
 pub mod ir;
 pub mod model;
