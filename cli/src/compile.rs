@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use switchhead_compiler::compile::{CompileOptions, OutputFormat, Stage, compile_to_file};
+use switchhead_compiler::genai::{TokenizerSource, write_genai_dir};
 use switchhead_compiler::import::parse_override;
 use switchhead_compiler::onnx::{ExpertForm, WeightDType};
 use switchhead_compiler::passes::{PassManager, pipeline};
@@ -80,6 +81,10 @@ pub struct Args {
     /// `past_key_values.{i}.key/value` inputs and `present.{i}.key/value` outputs.
     #[arg(long)]
     pub kv_cache: bool,
+    /// Write an ONNX Runtime GenAI folder at `-o DIR` (RoPE models): `model.onnx` (standard ops,
+    /// KV cache), `genai_config.json` and the tokenizer files, for `onnxruntime-genai`.
+    #[arg(long)]
+    pub genai: bool,
     /// Store weights as this type (compute stays f32).
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     pub dtype: DtypeArg,
@@ -112,7 +117,7 @@ pub fn run(args: Args) -> Result<()> {
     let bar = progress(5);
     bar.set_message("loading checkpoint");
     let model = ModelArg {
-        model: path,
+        model: path.clone(),
         set: args.set.clone(),
     }
     .load()?;
@@ -127,11 +132,38 @@ pub fn run(args: Args) -> Result<()> {
             Stage::Writing => format!("writing {}", output.display()),
         });
     };
+    if args.genai {
+        let source = tokenizer_source(&path, model.config.vocab_size)?;
+        let result = write_genai_dir(
+            &model,
+            &output,
+            &source,
+            &opts,
+            Some(&mut printer),
+            &mut stage,
+        );
+        bar.finish_and_clear();
+        result?.notes.iter().for_each(|n| eprintln!("note: {n}"));
+        eprintln!("wrote {}/ for ONNX Runtime GenAI", output.display());
+        return Ok(());
+    }
     let result = compile_to_file(&model, &output, &opts, Some(&mut printer), &mut stage);
     bar.finish_and_clear();
     result?;
     eprintln!("wrote {}", output.display());
     Ok(())
+}
+
+/// The tokenizer `switchhead run` would use for the model at `path`, as a GenAI export source.
+fn tokenizer_source(path: &std::path::Path, vocab_size: usize) -> Result<TokenizerSource> {
+    let tokenizer = switchhead_runtime::Tokenizer::for_model(path, None, vocab_size)?;
+    Ok(match tokenizer.path() {
+        None => TokenizerSource::Bytes,
+        Some(p) if p.extension().is_some_and(|e| e == "json") => {
+            TokenizerSource::HuggingFace(p.to_path_buf())
+        }
+        Some(p) => TokenizerSource::SentencePiece(p.to_path_buf()),
+    })
 }
 
 /// The library's options for `args` writing to `output`.
