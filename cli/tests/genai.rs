@@ -2,7 +2,8 @@
 //! and the SentencePiece one, `onnxruntime-genai` loads DIR unmodified and its greedy generation
 //! from a prompt equals ours token for token (`switchhead run`'s text, and the runtime's greedy
 //! ids on DIR/model.onnx), its tokenizer encodes the prompt and held-out text to our
-//! tokenizer's ids and streams our ids back to the text. Runs `scripts/genai_check.py` with the
+//! tokenizer's ids and streams our ids back to the text; the README's snippet prints `switchhead
+//! run`'s continuation. Runs `scripts/genai_check.py` with the
 //! Python named by `SWITCHHEAD_PYTHON` (scripts/test.sh sets it up); without it that part is
 //! skipped with a printed reason, except under CI, where that is a failure. Without Python:
 //! XL models are refused with nothing written, and DIR is replaced only if it is an export.
@@ -210,6 +211,7 @@ fn onnx_runtime_genai_generates_what_switchhead_run_does() {
     // ORT GenAI's Unigram tokenizer always adds a word boundary before the text (this
     // SentencePiece model adds none), so its prompt ids equal ours for text that starts with a
     // space; compile prints that note.
+    check_readme_snippet(&python);
     check_model(
         &python,
         "spm",
@@ -217,6 +219,41 @@ fn onnx_runtime_genai_generates_what_switchhead_run_does() {
         40,
         heldout_lines(true),
     );
+}
+
+/// The README's ONNX Runtime GenAI snippet, `DIR` replaced by `dir`.
+fn readme_snippet(dir: &Path) -> String {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let section = readme
+        .split("### ONNX Runtime GenAI")
+        .nth(1)
+        .expect("README has an ONNX Runtime GenAI section");
+    let code = section
+        .split("```python\n")
+        .nth(1)
+        .and_then(|c| c.split("```").next())
+        .expect("the section has a Python snippet");
+    code.replace("\"DIR\"", &format!("{:?}", dir.display().to_string()))
+}
+
+/// The README's snippet, run on the spm export, prints `switchhead run`'s continuation.
+fn check_readme_snippet(python: &Path) {
+    let work = temp("readme");
+    let dir = work.join("genai");
+    export("spm", &dir);
+    let o = Command::new(python)
+        .arg("-c")
+        .arg(readme_snippet(&dir))
+        .output()
+        .expect("run the README snippet");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let prompt = " And the LORD said";
+    let tokenizer = Tokenizer::for_model(&model_dir("spm"), None, 1000).expect("tokenizer");
+    let n = 64 - tokenizer.encode(prompt).expect("encode").len();
+    let run = String::from_utf8_lossy(&switchhead_run("spm", prompt, n)).into_owned();
+    let printed = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(format!("{prompt}{printed}\n"), run, "the README snippet");
+    let _ = std::fs::remove_dir_all(&work);
 }
 
 #[test]
