@@ -4,6 +4,7 @@
 //! Flow: [`import::load_model`] reads a checkpoint and its config into a [`model::Model`]
 //! whose weights carry canonical names ([`names`]); [`reference`] runs it end to end.
 
+pub mod atomic;
 pub mod compile;
 pub mod config;
 pub mod error;

@@ -166,38 +166,14 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), IoError> {
 }
 
 /// Streams `fill`'s output into a temporary file beside `path`, syncs it, then renames it over
-/// `path`; on any error the temporary file is removed and `path` is untouched.
+/// `path`; on any error (or a kill) nothing is left and `path` is untouched
+/// ([`crate::atomic::write_with`]).
 pub fn write_atomic_with(
     path: &Path,
     fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
 ) -> Result<(), IoError> {
-    use std::io::Write as _;
-    let io = |source| IoError::Io {
+    crate::atomic::write_with(path, fill).map_err(|source| IoError::Io {
         path: path.into(),
         source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io(std::io::Error::other("not a file path")))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = std::fs::File::create(&tmp).and_then(|file| {
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-        fill(&mut w)?;
-        w.flush()?;
-        w.get_ref().sync_all()?;
-        drop(w);
-        std::fs::rename(&tmp, path)
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    })
 }
