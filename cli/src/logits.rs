@@ -106,6 +106,7 @@ fn run_session(args: &Args, chunks: &[Tokens], backend: BackendKind) -> Result<V
         kv_cache: false,
         backend,
         dtype: args.dtype.into(),
+        native: false,
     };
     let opened = open(&args.model, opts)?;
     let session = &opened.session;

@@ -1,7 +1,7 @@
 //! Opening a runtime session on what the user named: a compiled model file, or a checkpoint
 //! compiled in memory to a temporary file (removed when the session is dropped): ONNX for
-//! the CPU backend, a native plan for the device executors (CUDA, OpenCL), by the compiler's
-//! [`compile::compile_to_temp`].
+//! the CPU backend (a native plan with [`OpenOptions::native`]), a native plan for the device
+//! executors (CUDA, OpenCL), by the compiler's [`compile::compile_to_temp`].
 
 use std::path::Path;
 
@@ -84,6 +84,9 @@ pub struct OpenOptions {
     pub backend: BackendKind,
     /// Weight type on a device backend.
     pub dtype: DeviceDType,
+    /// Compile a checkpoint to a native plan for the CPU too (its executor runs independent
+    /// sequences' decode steps as one pass, [`switchhead_runtime::Decoder::step_each`]).
+    pub native: bool,
 }
 
 impl OpenOptions {
@@ -108,11 +111,13 @@ pub fn open(model: &ModelArg, opts: OpenOptions) -> Result<Opened> {
     if opts.dtype != DeviceDType::F32 && !opts.backend.is_device() {
         anyhow::bail!("--dtype bf16 is for the device executors (--executor cuda or opencl)");
     }
-    let plan = opts.backend.is_device() || (opts.backend == BackendKind::Auto && probe().is_ok());
-    let temp = match (is_compiled(&model.model), plan) {
-        (true, _) => None,
-        (false, true) => Some(compile_plan_to_temp(model)?),
-        (false, false) => Some(compile_to_temp(model, opts.kv_cache)?),
+    let device = opts.backend.is_device() || (opts.backend == BackendKind::Auto && probe().is_ok());
+    let temp = match (is_compiled(&model.model), device, opts.native) {
+        (true, _, _) => None,
+        // row-major weights: the device executors read them so
+        (false, true, _) => Some(compile_plan_to_temp(model, false)?),
+        (false, false, true) => Some(compile_plan_to_temp(model, true)?),
+        (false, false, false) => Some(compile_to_temp(model, opts.kv_cache)?),
     };
     let path = temp.as_ref().map_or(model.model.as_path(), TempFile::path);
     let options = SessionOptions {
@@ -139,11 +144,9 @@ fn compile_to_temp(model: &ModelArg, kv_cache: bool) -> Result<TempFile> {
     Ok(compile::compile_to_temp(&model.load()?, target)?)
 }
 
-/// The checkpoint optimized and written as a native plan (row-major weights: the device
-/// executors read them so).
-fn compile_plan_to_temp(model: &ModelArg) -> Result<TempFile> {
-    Ok(compile::compile_to_temp(
-        &model.load()?,
-        SessionTarget::Plan,
-    )?)
+/// The checkpoint optimized and written as a native plan (`panels`: the CPU executor's
+/// weight layout).
+fn compile_plan_to_temp(model: &ModelArg, panels: bool) -> Result<TempFile> {
+    let target = SessionTarget::Plan { panels };
+    Ok(compile::compile_to_temp(&model.load()?, target)?)
 }

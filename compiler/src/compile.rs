@@ -176,8 +176,9 @@ pub enum SessionTarget {
     /// Unoptimized ONNX for the CPU backend; `kv_cache` adds the KV-cache interface to RoPE
     /// models (XL models carry memory instead, so it is ignored for them).
     Onnx { kv_cache: bool },
-    /// An optimized plan with row-major weights, as the device executors read them.
-    Plan,
+    /// An optimized plan: `panels` lays projection weights out for the CPU's native executor,
+    /// else they stay row-major, as the device executors read them.
+    Plan { panels: bool },
 }
 
 /// A compiled file in the temp folder, removed when dropped.
@@ -211,13 +212,13 @@ pub fn compile_to_temp(model: &Model, target: SessionTarget) -> Result<TempFile,
             write(proto, file.path())?;
             Ok(file)
         }
-        SessionTarget::Plan => {
+        SessionTarget::Plan { panels } => {
             let mut graph = lower(model);
             PassManager::default().run(&mut graph, RunOptions::default())?;
             let opts = PlanOptions {
                 dtype: WeightDType::F32,
                 chunk_size: model.config.chunk_size,
-                panels: false,
+                panels,
             };
             let file = TempFile(temp_path("shplan"));
             write_plan(&graph, model, &opts, file.path())?;

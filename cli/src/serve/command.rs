@@ -86,6 +86,8 @@ impl Args {
         let open = OpenOptions {
             threads: self.threads,
             kv_cache: true,
+            // on the CPU a checkpoint runs as a native plan, whose decode steps batch
+            native: true,
             ..Default::default()
         }
         .with_backend(self.backend);
