@@ -11,7 +11,7 @@ use switchhead_runtime::{BackendKind, Session, Tokenizer};
 
 use crate::convert;
 use crate::decoder::PyDecoder;
-use crate::errors::{err, to_py};
+use crate::errors::{err, with_context};
 use crate::generate::{Generator, Prompt, Sampling};
 use crate::open::open;
 
@@ -83,7 +83,7 @@ impl PySession {
     /// steps.
     #[pyo3(signature = (batch = 1))]
     fn decoder(&self, batch: usize) -> PyResult<PyDecoder> {
-        PyDecoder::new(self.opened.clone(), batch).map_err(|e| self.with_path(&e))
+        PyDecoder::new(self.opened.clone(), batch).map_err(|e| self.with_path(e))
     }
 
     /// Generates up to ``max_tokens`` tokens after ``prompt``, as an iterator that yields each
@@ -193,8 +193,8 @@ impl PySession {
     }
 
     /// A runtime error with the model path first, as the CLI's `run` reports it.
-    fn with_path(&self, e: &(dyn std::error::Error + 'static)) -> PyErr {
-        to_py(e, Some(&self.source.display().to_string()))
+    fn with_path(&self, e: switchhead_runtime::RuntimeError) -> PyErr {
+        with_context(e, self.source.display().to_string())
     }
 }
 

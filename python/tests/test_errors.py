@@ -96,3 +96,10 @@ def test_bad_state_dicts(tmp_path):
     with pytest.raises(ValueError, match="bad config"):
         switchhead.compile(tensors, tmp_path / "x.onnx", config={**config, "n_heads": "two"})
     assert not list(tmp_path.iterdir())
+
+
+def test_a_missing_device_is_a_runtime_error():
+    try:
+        switchhead.Session(model_dir("rope"), executor="cuda")
+    except RuntimeError as e:  # no CUDA here: the CLI's line for --executor cuda
+        assert "backend cuda is unavailable" in str(e), str(e)
