@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${SWITCHHEAD_VENV:-.venv}
-if ! "$venv/bin/python" -c "import onnx, onnxruntime, numpy, safetensors" 2>/dev/null; then
-  echo "creating $venv with onnx and onnxruntime (scripts/requirements-ci.txt)"
+if ! "$venv/bin/python" -c "import onnx, onnxruntime, onnxruntime_genai, numpy, safetensors, maturin, pytest" 2>/dev/null; then
+  echo "creating $venv with onnx, onnxruntime, onnxruntime-genai, maturin, pytest (scripts/requirements-ci.txt)"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-ci.txt
 fi
@@ -17,9 +17,6 @@ cargo test --workspace --features switchhead-cli/cuda,switchhead-cli/opencl "$@"
 # dev profile (maturin's `--profile test` would build a test harness): its dependencies are
 # those the cargo test above built (same features, opt-level 3), so only the workspace crates
 # compile again, unoptimized; the wheel a user's `pip install ./python` builds is release.
-if ! "$venv/bin/python" -c "import maturin, pytest" 2>/dev/null; then
-  "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-ci.txt
-fi
 PATH="$(cd "$venv" && pwd)/bin:$PATH" MATURIN_PEP517_ARGS="--profile dev" \
   "$venv/bin/pip" install -q --disable-pip-version-check --no-build-isolation --force-reinstall --no-deps ./python
 "$venv/bin/python" -m pytest -q python/tests
