@@ -1,6 +1,7 @@
 """Errors are Python exceptions of the fitting type carrying the CLI's one-line messages."""
 
 import json
+import subprocess
 
 import numpy as np
 import pytest
@@ -103,3 +104,25 @@ def test_a_missing_device_is_a_runtime_error():
         switchhead.Session(model_dir("rope"), executor="cuda")
     except RuntimeError as e:  # no CUDA here: the CLI's line for --executor cuda
         assert "backend cuda is unavailable" in str(e), str(e)
+
+
+def test_messages_are_the_clis(tmp_path):
+    cli = REPO / "target" / "debug" / "switchhead"
+    if not cli.exists():
+        pytest.skip(f"{cli} is not built (scripts/test.sh builds it first)")
+    onnx = tmp_path / "rope.onnx"
+    switchhead.compile(model_dir("rope"), onnx)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    cases = [
+        (onnx, lambda: switchhead.Session(onnx, executor="cpu").generate("a", 1)),
+        (bad, lambda: switchhead.Session(bad, executor="cpu")),
+        (tmp_path / "none", lambda: switchhead.Session(tmp_path / "none", executor="cpu")),
+    ]
+    for model, call in cases:
+        run = [str(cli), "run", str(model), "--prompt", "a", "--executor", "cpu"]
+        printed = subprocess.run(run, capture_output=True, text=True)
+        assert printed.returncode != 0
+        with pytest.raises(Exception) as e:
+            call()
+        assert printed.stderr.strip().splitlines()[-1] == f"error: {e.value}"
