@@ -23,8 +23,10 @@ pub(crate) fn read(path: &Path) -> Result<Weights, ImportError> {
         .filter(|n| !super::layout::is_ignored(n))
         .collect();
     names.sort();
+    let file_len = std::fs::metadata(path).map_or(0, |m| m.len());
     let mut weights = Weights::for_file(path.to_path_buf());
     for name in names {
+        check_claimed_size(path, &pth, name, file_len)?;
         let (info, data) = load_one(path, &pth, name)?;
         weights.insert_owned(name.clone(), name.clone(), info, data);
     }
@@ -46,6 +48,34 @@ fn open(path: &Path) -> Result<PthTensors, ImportError> {
             "no tensors found (neither under \"model\" nor top-level)".into(),
         )),
         Err(e) => Err(corrupt(path, with_key_err.unwrap_or_else(|| e.to_string()))),
+    }
+}
+
+/// Refuses a tensor whose claimed shape needs more bytes than the whole file holds, before
+/// candle allocates a buffer of that size (`torch.save` stores tensors uncompressed).
+fn check_claimed_size(
+    path: &Path,
+    pth: &PthTensors,
+    name: &str,
+    file_len: u64,
+) -> Result<(), ImportError> {
+    let Some(info) = pth.tensor_infos().get(name) else {
+        return Ok(());
+    };
+    let dims = info.layout.dims();
+    let bytes = dims
+        .iter()
+        .try_fold(info.dtype.size_in_bytes() as u64, |n, &d| n.checked_mul(d as u64))
+        .and_then(|n| n.checked_add(info.layout.start_offset() as u64));
+    match bytes {
+        Some(n) if n <= file_len => Ok(()),
+        _ => Err(corrupt(
+            path,
+            format!(
+                "{name}: shape {dims:?} ({:?}) needs more bytes than the file's {file_len}",
+                info.dtype
+            ),
+        )),
     }
 }
 
