@@ -63,5 +63,8 @@ fn pth_claiming_a_4_tib_tensor_is_refused_before_allocating() {
     let err = load_model(&path, &LoadOptions::default()).expect_err("a huge claimed shape");
     let text = err.to_string();
     assert!(matches!(err, ImportError::Corrupt { .. }), "{err:?}");
-    assert!(text.contains("embedding.weight") && text.contains("needs more bytes"), "{text}");
+    assert!(
+        text.contains("embedding.weight") && text.contains("needs more bytes"),
+        "{text}"
+    );
 }
