@@ -17,3 +17,5 @@ mod text;
 pub use command::{Args, run};
 pub use error::ApiError;
 pub use limits::Limits;
+/// The checked body of `POST /v1/completions` (public for the fuzz target).
+pub use request::{CompletionRequest, Prompt, Sampling, parse as parse_request};

@@ -226,3 +226,9 @@ fn copy(s: &Source<'_>, out: &mut dyn Write) -> std::io::Result<()> {
         }
     }
 }
+
+/// Reads the plan graph embedded in the ONNX file at `path` and verifies the plan it makes,
+/// exactly as a device executor loads it, with no device (for tools and the fuzz target).
+pub fn verify_embedded_plan(path: &Path) -> Result<(), RuntimeError> {
+    crate::native::load_onnx_parts(path).map(|_| ())
+}
