@@ -68,3 +68,17 @@ fn pth_claiming_a_4_tib_tensor_is_refused_before_allocating() {
         "{text}"
     );
 }
+
+/// Found by `pth_import`: a 778-byte `.pth` whose pickle has a string opcode claiming
+/// 0xFFFF0001 bytes; candle's pickle reader (`PthTensors::new`) allocates that much before
+/// reading. Not fixed yet (it needs a length check inside candle's reader, or our own bound
+/// on `data.pkl` before it): ignored until then.
+#[test]
+#[ignore = "candle's pickle reader allocates a claimed 4 GiB string before reading (not fixed)"]
+fn pth_pickle_claiming_a_4_gib_string_is_refused_before_allocating() {
+    let name = "pth-pickle-claims-4gib-string.pth";
+    let bytes = std::fs::read(regressions().join(name)).expect("regression file");
+    let path = beside_gated_config("pth-pkl", "model.pth", &bytes);
+    let err = load_model(&path, &LoadOptions::default()).expect_err("a corrupt pickle");
+    assert!(matches!(err, ImportError::Corrupt { .. }), "{err:?}");
+}
