@@ -50,8 +50,7 @@ fn parse_config(source: &Path, text: &str) -> Result<Config, ImportError> {
         path: source.to_path_buf(),
         reason,
     };
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     if !value.is_object() {
         return Err(bad("config is not a JSON object".into()));
     }
@@ -94,7 +93,11 @@ mod tests {
             assert_eq!(model.config, from_file.config, "{name}");
             assert_eq!(model.layout, from_file.layout, "{name}");
             let names: Vec<&str> = model.weights.names().collect();
-            assert_eq!(names, from_file.weights.names().collect::<Vec<_>>(), "{name}");
+            assert_eq!(
+                names,
+                from_file.weights.names().collect::<Vec<_>>(),
+                "{name}"
+            );
             for n in names {
                 let (a, b) = (model.weights.tensor(n), from_file.weights.tensor(n));
                 assert_eq!(a.expect("a").data(), b.expect("b").data(), "{name} {n}");
