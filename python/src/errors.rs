@@ -33,12 +33,14 @@ pub fn from_anyhow(e: anyhow::Error) -> PyErr {
             _ => PyOSError::new_err(line),
         };
     }
-    let device = chain().find_map(|c| c.downcast_ref::<RuntimeError>()).is_some_and(|r| {
-        matches!(
-            r,
-            RuntimeError::BackendUnavailable { .. } | RuntimeError::Execution { .. }
-        )
-    });
+    let device = chain()
+        .find_map(|c| c.downcast_ref::<RuntimeError>())
+        .is_some_and(|r| {
+            matches!(
+                r,
+                RuntimeError::BackendUnavailable { .. } | RuntimeError::Execution { .. }
+            )
+        });
     match device {
         true => PyRuntimeError::new_err(line),
         false => PyValueError::new_err(line),

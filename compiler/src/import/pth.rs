@@ -65,7 +65,9 @@ fn check_claimed_size(
     let dims = info.layout.dims();
     let bytes = dims
         .iter()
-        .try_fold(info.dtype.size_in_bytes() as u64, |n, &d| n.checked_mul(d as u64))
+        .try_fold(info.dtype.size_in_bytes() as u64, |n, &d| {
+            n.checked_mul(d as u64)
+        })
         .and_then(|n| n.checked_add(info.layout.start_offset() as u64));
     match bytes {
         Some(n) if n <= file_len => Ok(()),

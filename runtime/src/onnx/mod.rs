@@ -12,6 +12,6 @@ mod sigma_moe_op;
 pub use attributes::{moe_attention_attrs, sigma_moe_attrs};
 pub use check::check_model;
 pub use names::{DOMAIN, DOMAIN_VERSION, MOE_ATTENTION, SIGMA_MOE};
-pub use plan::{PLAN_GRAPH_KEY, verify_embedded_plan};
 pub(crate) use plan::plan_map;
+pub use plan::{PLAN_GRAPH_KEY, verify_embedded_plan};
 pub use register::switchhead_onnx;
