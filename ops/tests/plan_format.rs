@@ -149,3 +149,29 @@ fn reader_errors() {
         .to_string();
     assert!(msg.contains("has 2 inputs"), "{msg}");
 }
+
+/// [`tiny`] with the table's shape replaced by `table_shape` after layout (its bytes stay
+/// those of [3, 5]), as a file that claims dimensions it does not hold.
+fn tiny_claiming(table_shape: Vec<usize>) -> Vec<u8> {
+    let (mut graph, data) = tiny();
+    graph.weights[0].shape = table_shape;
+    bytes_of(&graph, &data)
+}
+
+/// A weight claiming huge dimensions is refused by `read_plan`, naming the weight, before
+/// anything that size is allocated: the element count is computed with checked arithmetic
+/// and must match the bytes the weight declares, which must lie in the file.
+#[test]
+fn plan_weight_claiming_2_40_by_2_40_is_refused() {
+    let err = read_plan(&tiny_claiming(vec![1 << 40, 1 << 40])).expect_err("huge claimed shape");
+    assert!(
+        matches!(&err, PlanError::Weight { name, .. } if name == "table"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn plan_weight_claiming_a_shape_beyond_its_bytes_is_refused() {
+    let err = read_plan(&tiny_claiming(vec![1 << 20, 5])).expect_err("shape beyond its bytes");
+    assert!(err.to_string().contains("does not match shape"), "{err}");
+}
