@@ -25,7 +25,7 @@ fn header_layout_snapshot() {
         0, 0, 0, 0,                                      // reserved
     ];
     assert_eq!(h.encode(), want);
-    assert_eq!(FORMAT_VERSION, 2);
+    assert_eq!(FORMAT_VERSION, 3);
 }
 
 /// tokens -> Embedding(table [3, 5]) -> Linear(w [2, 5], b [2]) = logits.
@@ -37,6 +37,7 @@ fn tiny() -> (PlanGraph, Vec<Vec<f32>>) {
         nbytes: 4 * shape.iter().product::<usize>() as u64,
         shape,
         layout: Default::default(),
+        group: None,
         offset: 0,
     };
     let mut weights = vec![
@@ -101,6 +102,7 @@ fn round_trip_with_aligned_weights() {
     let plan = read_plan(&bytes).expect("read");
     assert_eq!(plan.graph, graph);
     assert_eq!(plan.header.file_len as usize, bytes.len());
+    assert_eq!(plan.header.version, 2, "no quantized weight: version 2");
     assert!(plan.header.weights_offset.is_multiple_of(64));
     for (w, d) in graph.weights.iter().zip(&data) {
         assert!(w.offset.is_multiple_of(64), "{} at {}", w.name, w.offset);

@@ -149,6 +149,7 @@ fn plan_weights(
             dtype,
             shape: info.shape.clone(),
             layout: PlanLayout::RowMajor,
+            group: None,
             offset: 0,
             nbytes: (info.numel() * dtype.size()) as u64,
         });

@@ -32,4 +32,7 @@ pub enum PlanError {
     /// A weight's bytes are outside the weights section or misaligned.
     #[error("weight {name:?}: {reason}")]
     Weight { name: String, reason: String },
+    /// A quantized weight's bytes do not match its [`super::QuantShape`].
+    #[error("quantized weight: {0}")]
+    Quant(String),
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{PlanError, PlanLayout};
+use super::{PlanError, PlanLayout, QuantBits, QuantShape};
 use crate::op::{AttentionVariant, Merge, MoeAttentionAttrs, Op, PosEncoding, SigmaMoeAttrs};
 
 /// The whole graph section.
@@ -49,6 +49,10 @@ pub struct PlanWeight {
     /// Element order (format version 2; `row_major` when absent).
     #[serde(default, skip_serializing_if = "PlanLayout::is_row_major")]
     pub layout: PlanLayout,
+    /// Quantization group (format version 3): required for `i8`/`i4` weights, absent for
+    /// the others (module `quant`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u64>,
     /// From the start of the weights section; a multiple of 64.
     pub offset: u64,
     pub nbytes: u64,
@@ -65,6 +69,14 @@ impl PlanWeight {
     pub fn stored_len(&self) -> usize {
         self.layout.stored_len(&self.shape).unwrap_or(0)
     }
+
+    /// The bits and matrices of a quantized weight (None: not quantized, or a shape or group
+    /// a verified plan rules out).
+    pub fn quant(&self) -> Option<(QuantBits, QuantShape)> {
+        let bits = QuantBits::of(self.dtype)?;
+        let group = usize::try_from(self.group?).ok()?;
+        Some((bits, QuantShape::of(&self.shape, group)?))
+    }
 }
 
 /// Element type of an input or a stored weight.
@@ -75,16 +87,27 @@ pub enum PlanDType {
     F16,
     Bf16,
     I64,
+    /// Quantized, 8 bits per element plus scales (format version 3; module `quant`).
+    I8,
+    /// Quantized, 4 bits per element plus scales (format version 3; module `quant`).
+    I4,
 }
 
 impl PlanDType {
-    /// Bytes per element.
+    /// Bytes per element; for `i8`/`i4` 1, the size of neither's storage (that is
+    /// [`QuantShape::nbytes`]).
     pub fn size(self) -> usize {
         match self {
             PlanDType::F32 => 4,
             PlanDType::F16 | PlanDType::Bf16 => 2,
             PlanDType::I64 => 8,
+            PlanDType::I8 | PlanDType::I4 => 1,
         }
+    }
+
+    /// Whether this is `i8` or `i4`.
+    pub fn is_quantized(self) -> bool {
+        matches!(self, PlanDType::I8 | PlanDType::I4)
     }
 }
 
@@ -317,6 +340,14 @@ impl PlanGraph {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
+    /// The format version this graph needs: 3 if it holds a quantized weight, else 2.
+    pub fn format_version(&self) -> u32 {
+        match self.weights.iter().any(|w| w.dtype.is_quantized()) {
+            true => 3,
+            false => 2,
+        }
+    }
+
     /// Checks the structural rules: every value defined once, read only after its
     /// definition, arities match the ops, weights inside `weights_len` and 64-byte aligned.
     pub fn validate(&self, weights_len: u64) -> Result<(), PlanError> {
@@ -432,35 +463,88 @@ fn check_weight(w: &PlanWeight, weights_len: u64) -> Result<(), PlanError> {
     if w.dtype == PlanDType::I64 {
         return Err(err("i64 weights are not supported".into()));
     }
-    let Some(stored) = w.layout.stored_len(&w.shape) else {
+    if let Some(bits) = QuantBits::of(w.dtype) {
+        check_quant(w, bits).map_err(err)?;
+    } else if let Some(g) = w.group {
         return Err(err(format!(
-            "layout {} does not apply to shape {:?}",
-            w.layout.name(),
-            w.shape
-        )));
-    };
-    let want = (stored as u64).checked_mul(w.dtype.size() as u64);
-    if want != Some(w.nbytes) {
-        return Err(err(format!(
-            "nbytes {} does not match shape {:?} of {:?} in layout {}",
-            w.nbytes,
-            w.shape,
-            w.dtype,
-            w.layout.name()
+            "group {g} is only for i8/i4 weights, this one is {:?}",
+            w.dtype
         )));
     }
+    check_bytes(w, weights_len).map_err(err)
+}
+
+/// A quantized weight's group, layout, rank and nbytes (compared, never allocated).
+fn check_quant(w: &PlanWeight, bits: QuantBits) -> Result<(), String> {
+    let dtype = format!("{:?}", w.dtype).to_lowercase();
+    let group = match w.group {
+        None => return Err(format!("{dtype} weight has no \"group\" (required)")),
+        Some(0) => return Err(format!("{dtype} weight has group 0 (must be >= 1)")),
+        Some(g) => usize::try_from(g).map_err(|_| format!("group {g} is out of range"))?,
+    };
+    if w.layout != PlanLayout::RowMajor {
+        return Err(format!(
+            "{dtype} weight is in layout {}; quantized weights are row_major only",
+            w.layout.name()
+        ));
+    }
+    let Some(s) = QuantShape::of(&w.shape, group) else {
+        return Err(format!(
+            "{dtype} weight has shape {:?}; quantized weights are [out, in] or [E, in, out]",
+            w.shape
+        ));
+    };
+    match s.checked_nbytes(bits) {
+        Some(n) if n as u64 == w.nbytes => Ok(()),
+        Some(n) => Err(format!(
+            "nbytes {} does not match shape {:?} of {dtype} with group {group} ({n} expected)",
+            w.nbytes, w.shape
+        )),
+        None => Err(format!(
+            "shape {:?} of {dtype} with group {group} overflows the address space",
+            w.shape
+        )),
+    }
+}
+
+/// The stored size of an unquantized weight, then any weight's offset and bounds.
+fn check_bytes(w: &PlanWeight, weights_len: u64) -> Result<(), String> {
+    if !w.dtype.is_quantized() {
+        check_plain_size(w)?;
+    }
     if !w.offset.is_multiple_of(super::ALIGN) {
-        return Err(err(format!("offset {} is not 64-byte aligned", w.offset)));
+        return Err(format!("offset {} is not 64-byte aligned", w.offset));
     }
     if w.offset
         .checked_add(w.nbytes)
         .is_none_or(|e| e > weights_len)
     {
-        return Err(err(format!(
+        return Err(format!(
             "bytes {}..{} are outside the {weights_len}-byte weights section",
             w.offset,
             w.offset.saturating_add(w.nbytes)
-        )));
+        ));
+    }
+    Ok(())
+}
+
+fn check_plain_size(w: &PlanWeight) -> Result<(), String> {
+    let Some(stored) = w.layout.stored_len(&w.shape) else {
+        return Err(format!(
+            "layout {} does not apply to shape {:?}",
+            w.layout.name(),
+            w.shape
+        ));
+    };
+    let want = (stored as u64).checked_mul(w.dtype.size() as u64);
+    if want != Some(w.nbytes) {
+        return Err(format!(
+            "nbytes {} does not match shape {:?} of {:?} in layout {}",
+            w.nbytes,
+            w.shape,
+            w.dtype,
+            w.layout.name()
+        ));
     }
     Ok(())
 }

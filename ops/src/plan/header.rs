@@ -4,8 +4,9 @@ use super::PlanError;
 
 /// The first 8 bytes of every plan file.
 pub const MAGIC: [u8; 8] = *b"\x89SHPLAN\n";
-/// The format version this code writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 2;
+/// The newest format version this code reads and writes (for plans with quantized weights;
+/// others are written as version 2, which older readers read).
+pub const FORMAT_VERSION: u32 = 3;
 /// Bytes of the version-1 header.
 pub const HEADER_LEN: u32 = 64;
 /// Alignment of the weights section and of every weight in it.
@@ -27,13 +28,13 @@ pub struct Header {
 }
 
 impl Header {
-    /// The header of a version-1 file with `graph_len` bytes of graph and `weights_len`
-    /// bytes of (padded) weights.
+    /// The header of a version-2 file with `graph_len` bytes of graph and `weights_len`
+    /// bytes of (padded) weights (`write_plan` sets the version its graph needs).
     pub fn new(graph_len: u64, weights_len: u64) -> Self {
         let graph_offset = u64::from(HEADER_LEN);
         let weights_offset = (graph_offset + graph_len).next_multiple_of(ALIGN);
         Header {
-            version: FORMAT_VERSION,
+            version: 2,
             header_len: HEADER_LEN,
             graph_offset,
             graph_len,

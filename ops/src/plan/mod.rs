@@ -5,14 +5,15 @@
 //! in place. The compiler writes it ([`write_plan`]); the runtime reads and verifies it
 //! ([`read_plan`]). Both live here so that the runtime never depends on the compiler.
 //!
-//! # Layout (format version 2; version 1 is the same without weight layouts)
+//! # Layout (format version 3; version 2 is the same without quantized weights, version 1
+//! also without weight layouts)
 //!
 //! All integers are little-endian. Offsets are bytes from the start of the file.
 //!
 //! ```text
 //! offset  size  field
 //! 0       8     magic            89 53 48 50 4C 41 4E 0A  ("\x89SHPLAN\n")
-//! 8       4     version          u32, 1
+//! 8       4     version          u32, 3 if a weight is i8/i4, else 2
 //! 12      4     header_len       u32, 64 (bytes of this header)
 //! 16      8     graph_offset     u64, = header_len
 //! 24      8     graph_len        u64, bytes of the graph (UTF-8 JSON, below)
@@ -64,9 +65,25 @@
 //!   f32 `[batch, seq, vocab]`. Transformer-XL models also take `memory.{i}` f32
 //!   `[batch, mem_len, D]` (mem_len may be 0) and return `memory_out.{i}` f32
 //!   `[batch, seq, D]`, one per layer.
-//! - A weight's `dtype` is `f32`, `f16` or `bf16` (IEEE half, bfloat16; little-endian); its
-//!   bytes are `weights[offset .. offset + nbytes]`, `nbytes = stored elements * size(dtype)`.
-//!   Compute is always f32: readers widen f16/bf16 weights at load.
+//! - A weight's `dtype` is `f32`, `f16` or `bf16` (IEEE half, bfloat16; little-endian), or
+//!   (version 3) `i8` / `i4`, quantized (below); its bytes are
+//!   `weights[offset .. offset + nbytes]`, `nbytes = stored elements * size(dtype)` for the
+//!   unquantized dtypes. Compute is f32 unless a reader has kernels for the stored type:
+//!   readers widen f16/bf16 weights at load.
+//! - A quantized weight (`"dtype": "i8"` or `"i4"`, version 3) has the required field
+//!   `"group": G` (>= 1; other dtypes must not have it) and is always `row_major`. It is
+//!   `count` matrices of `out` rows by `inp` reduction elements: a rank-2 `[out, in]` weight
+//!   is one; a rank-3 `[E, in, out]` expert stack (applied as `x @ W_e`) is E, each stored
+//!   as W_e's `[out, in]` transpose. Each row is cut into groups of G consecutive elements
+//!   (the last possibly shorter), `ceil(inp / G)` per row, one f32 scale each; element =
+//!   q * scale (symmetric, no zero point). Its bytes, in order: the values of all matrices,
+//!   row after row (`i8`: one two's-complement byte per element; `i4`: `ceil(inp / 2)`
+//!   bytes per row, element 2j in the low nibble of byte j and 2j+1 in the high nibble,
+//!   two's complement -8..7, an odd row's last high nibble 0); zero padding to a multiple
+//!   of 4 bytes; the little-endian f32 scales, `count * out * ceil(inp / G)` of them,
+//!   row-major `[count, out, groups]`. `nbytes` is all of that ([`QuantShape::nbytes`]).
+//!   The compiler writes `i8` with G = `inp` (a scale per output channel) and `i4` with
+//!   G = 32, 64 or 128; [`quantize`] and [`dequantize`] are the reference.
 //! - A weight's optional `layout` (version 2) orders its elements: `row_major` (the default,
 //!   omitted; stored elements = product(shape)) or `panels`, for a rank-2 `[out, in]` weight
 //!   read only as the weight of `Linear`, `w1`/`w2` of `DenseFfn`, `q`, `k`, the routers
@@ -103,12 +120,15 @@
 //! Unknown JSON fields are rejected, so a reader never silently ignores something a newer
 //! writer meant; a change to the layout or the schema bumps [`FORMAT_VERSION`], except an
 //! optional field whose absence keeps the old meaning (`layout`, `merged`): older plans still
-//! load, and an older reader names the field it does not know.
+//! load, and an older reader names the field it does not know. A writer writes the oldest
+//! version that holds its plan (3 only with quantized weights), and a reader refuses a file
+//! whose weights need a newer version than its header says.
 
 mod error;
 mod graph;
 mod header;
 mod layout;
+mod quant;
 mod read;
 mod write;
 
@@ -121,5 +141,6 @@ pub use header::{ALIGN, FORMAT_VERSION, HEADER_LEN, Header, MAGIC, TRAILER_LEN};
 pub use layout::{
     PANEL, PlanLayout, from_expert_panels, from_panels, packed_layout, to_expert_panels, to_panels,
 };
+pub use quant::{QuantBits, QuantShape, dequantize, quant_parts, quantize};
 pub use read::{PlanFile, read_plan};
 pub use write::{layout_weights, write_plan};

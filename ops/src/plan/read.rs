@@ -38,6 +38,12 @@ pub fn read_plan(bytes: &[u8]) -> Result<PlanFile<'_>, PlanError> {
     let range = |off: u64, len: u64| off as usize..(off + len) as usize;
     let graph = PlanGraph::from_json(&bytes[range(header.graph_offset, header.graph_len)])?;
     graph.validate(header.weights_len)?;
+    if graph.format_version() > header.version {
+        return Err(PlanError::Header(format!(
+            "the file says format version {}, but holds quantized weights (version 3)",
+            header.version
+        )));
+    }
     Ok(PlanFile {
         header,
         graph,

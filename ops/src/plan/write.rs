@@ -16,9 +16,9 @@ pub fn layout_weights(weights: &mut [PlanWeight]) -> u64 {
     end
 }
 
-/// Writes the plan of `graph` (offsets assigned by [`layout_weights`]) to `out`. `fill` must
-/// write exactly the `nbytes` stored bytes of the weight it is given; it is called once per
-/// weight in list order.
+/// Writes the plan of `graph` (offsets assigned by [`layout_weights`]) to `out`, as format
+/// version 3 if it holds a quantized weight, else 2. `fill` must write exactly the `nbytes`
+/// stored bytes of the weight it is given; it is called once per weight in list order.
 pub fn write_plan(
     out: &mut dyn Write,
     graph: &PlanGraph,
@@ -33,7 +33,8 @@ pub fn write_plan(
         ));
     }
     let json = graph.to_json();
-    let header = Header::new(json.len() as u64, weights_len);
+    let mut header = Header::new(json.len() as u64, weights_len);
+    header.version = graph.format_version();
     let mut w = Crc {
         inner: out,
         hasher: crc32fast::Hasher::new(),

@@ -8,7 +8,9 @@
 //! type; its bytes come from `raw_data`, `float_data` or external data beside the file. The
 //! plan is written to an anonymous memory map and then read back through the same checks as a
 //! `.shplan` file (`read_plan`), so an ONNX file runs exactly as the plan compiled from the
-//! same checkpoint. A file without the entry (not ours, or from an older switchhead) is
+//! same checkpoint. Quantized weights (`DequantizeLinear` of initializers) are folded to f32
+//! first ([`super::fold_dequantize`]), so they bind as the f32 weights the embedded graph names.
+//! A file without the entry (not ours, or from an older switchhead) is
 //! refused with the fix in the message.
 
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -40,15 +42,16 @@ pub(crate) fn plan_map(path: &Path) -> Result<memmap2::Mmap, RuntimeError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let model = pb::ModelProto::decode(bytes.as_slice()).map_err(|e| RuntimeError::NotOnnx {
+    let mut model = pb::ModelProto::decode(bytes.as_slice()).map_err(|e| RuntimeError::NotOnnx {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
     drop(bytes);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    super::fold_dequantize(&mut model, dir)?;
     let mut graph = embedded_graph(&model).map_err(err)?;
     let weights_len = layout_weights(&mut graph.weights);
     let initializers = model.graph.map(|g| g.initializer).unwrap_or_default();
-    let dir = path.parent().unwrap_or(Path::new("."));
     let sources = graph
         .weights
         .iter()
@@ -96,6 +99,9 @@ fn bind<'a>(
         PlanDType::Bf16 => (BFLOAT16, format!("{}.bf16", w.name)),
         PlanDType::F16 => (FLOAT16, format!("{}.f16", w.name)),
         PlanDType::I64 => return Err(format!("weight {:?} is i64", w.name)),
+        PlanDType::I8 | PlanDType::I4 => {
+            return Err(format!("weight {:?} is quantized ({:?})", w.name, w.dtype));
+        }
     };
     let t = inits.iter().find(|t| t.name == stored).ok_or_else(|| {
         format!(
