@@ -51,12 +51,6 @@ fn bench_shape(m: usize, k: usize, n: usize, rounds: usize) {
         .map(|_| panels.clone())
         .collect();
     let (a, bias, f32_copies) = (&a[..], &bias[..], &f32_copies);
-    let mut variants = vec![Variant {
-        name: "f32 panels".into(),
-        bytes: panels.len() * 4,
-        copies: f32_copies.len(),
-        run: Box::new(move |i, c| quant::bench_f32_panels(a, m, k, &f32_copies[i], n, bias, c)),
-    }];
     let kinds = [
         PackedKind::Int8,
         PackedKind::Int4 { group: 32 },
@@ -71,6 +65,12 @@ fn bench_shape(m: usize, k: usize, n: usize, rounds: usize) {
                 .collect()
         })
         .collect();
+    let mut variants = vec![Variant {
+        name: "f32 panels".into(),
+        bytes: panels.len() * 4,
+        copies: f32_copies.len(),
+        run: Box::new(move |i, c| quant::bench_f32_panels(a, m, k, &f32_copies[i], n, bias, c)),
+    }];
     for (kind, ws) in kinds.iter().zip(&packed) {
         for path in quant::bench_paths(*kind) {
             variants.push(Variant {

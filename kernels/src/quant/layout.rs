@@ -317,30 +317,43 @@ impl PackedWeight {
     pub(super) fn decode_panel(&self, m: usize, p: usize, out: &mut Vec<f32>) {
         out.clear();
         out.resize(self.inp * PANEL, 0.0);
-        let (data, scales) = (
-            &self.data[self.panel_offset(m, p)..],
-            self.scale_offset(m, p),
-        );
-        for k in 0..self.inp {
-            let (step, j) = self.geom.place(k);
-            let b = k / self.geom.block;
-            for cc in 0..PANEL {
-                let at = step * STEP + cc * 4;
-                out[k * PANEL + cc] = match self.kind {
-                    PackedKind::Int8 => {
-                        let q = (data[at + j] ^ 0x80) as i8;
-                        f32::from(q) * self.scales[scales + b * PANEL + cc]
-                    }
-                    PackedKind::Int4 { .. } => {
-                        let nibble = (data[at + j % 4] >> (4 * (j / 4))) & 0xf;
-                        let q = ((nibble ^ 8) << 4) as i8 >> 4;
-                        f32::from(q) * self.scales[scales + b * PANEL + cc]
-                    }
-                    PackedKind::Bf16 => {
-                        let bits = u16::from_le_bytes([data[at + 2 * j], data[at + 2 * j + 1]]);
-                        f32::from_bits(u32::from(bits) << 16)
-                    }
-                };
+        let g = self.geom;
+        let data = &self.data[self.panel_offset(m, p)..][..g.panel_bytes()];
+        for b in 0..g.blocks {
+            let (k0, len, s0) = g.block_at(b, self.inp);
+            let scale = match self.kind {
+                PackedKind::Bf16 => &[1.0; PANEL][..],
+                _ => &self.scales[self.scale_offset(m, p) + b * PANEL..][..PANEL],
+            };
+            for i in 0..len {
+                let (step, j) = (&data[(s0 + i / g.per) * STEP..][..STEP], i % g.per);
+                let row = &mut out[(k0 + i) * PANEL..][..PANEL];
+                decode_values(self.kind, step, j, scale, row);
+            }
+        }
+    }
+}
+
+/// Value `j` of each of a step's 32 columns, times its column's scale.
+fn decode_values(kind: PackedKind, step: &[u8], j: usize, scale: &[f32], row: &mut [f32]) {
+    let columns = step.chunks_exact(4).zip(scale).zip(row);
+    match kind {
+        PackedKind::Int8 => {
+            for ((v, &s), out) in columns {
+                *out = f32::from((v[j] ^ 0x80) as i8) * s;
+            }
+        }
+        PackedKind::Int4 { .. } => {
+            let shift = 4 * (j / 4);
+            for ((v, &s), out) in columns {
+                let nibble = (v[j % 4] >> shift) & 0xf;
+                *out = f32::from(((nibble ^ 8) << 4) as i8 >> 4) * s;
+            }
+        }
+        PackedKind::Bf16 => {
+            for ((v, _), out) in columns {
+                let bits = u16::from_le_bytes([v[2 * j], v[2 * j + 1]]);
+                *out = f32::from_bits(u32::from(bits) << 16);
             }
         }
     }
