@@ -26,11 +26,14 @@ fn main() {
     }
 }
 
+/// Runs copy `i` of a variant's weight into the output.
+type Run<'a> = Box<dyn Fn(usize, &mut [f32]) + 'a>;
+
 /// A product to time: its name, its weight copies (bytes of one) and how to run copy `i`.
 struct Variant<'a> {
     name: String,
     bytes: usize,
-    run: Box<dyn Fn(usize, &mut [f32]) + 'a>,
+    run: Run<'a>,
     copies: usize,
 }
 

@@ -21,7 +21,7 @@ pub(super) enum Path {
 }
 
 impl Path {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Path::Portable => "portable",
             Path::Avx512F => "avx512f",
@@ -167,7 +167,7 @@ fn check_shapes(
         "packed_gemm activations"
     );
     assert!(
-        cols.start % PANEL == 0 && cols.start <= cols.end && cols.end <= w.out,
+        cols.start.is_multiple_of(PANEL) && cols.start <= cols.end && cols.end <= w.out,
         "packed_gemm columns {cols:?} of {}",
         w.out
     );

@@ -115,8 +115,12 @@ unsafe fn tile<const R: usize, const P: usize>(t: &Tile, out: &Out) {
             unsafe {
                 let wp = t.w.add(q * t.pstride + s * STEP);
                 let w: [__m512bh; 2] = [
-                    std::mem::transmute(_mm512_loadu_si512(wp as *const __m512i)),
-                    std::mem::transmute(_mm512_loadu_si512(wp.add(64) as *const __m512i)),
+                    std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
+                        wp as *const __m512i,
+                    )),
+                    std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
+                        wp.add(64) as *const __m512i
+                    )),
                 ];
                 for (r, acc) in acc.iter_mut().enumerate() {
                     let pair = std::ptr::read_unaligned(t.x.add(r * t.kp + 2 * s) as *const i32);

@@ -305,3 +305,17 @@ fn empty_products_write_nothing() {
         assert!(c.iter().all(|&v| v == 7.0), "{path:?}");
     }
 }
+
+/// `paths()` names the fastest runnable path of each kind (or the portable one, forced).
+#[test]
+fn paths_name_the_chosen_paths() {
+    let forced = std::env::var("SWITCHHEAD_QUANT_PATH").is_ok_and(|v| v == "portable")
+        || std::env::var_os("SWITCHHEAD_NO_AVX512").is_some();
+    let name = |kind| match forced {
+        true => Path::Portable.name(),
+        false => runnable(kind)[0].name(),
+    };
+    let (int, bf16) = (name(PackedKind::Int8), name(PackedKind::Bf16));
+    let expected = format!("int8: {int}, int4: {int}, bf16: {bf16}");
+    assert_eq!(super::paths(), expected);
+}
