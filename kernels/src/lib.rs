@@ -20,6 +20,7 @@ pub mod kv_attention;
 pub mod linear;
 pub mod moe_attention;
 pub mod norm;
+pub mod quant;
 pub mod routing;
 pub mod sigma_moe;
 
