@@ -9,6 +9,9 @@ use crate::KernelError;
 pub(super) const STEP: usize = 4 * PANEL;
 /// Logical K values per block of an int8 weight (the activations' quantization block).
 const INT8_BLOCK: usize = 128;
+/// The longest int4 block: its i32 sums of `(q + 8) * x_q` (at most 15 * 127 each) stay
+/// below 2^31.
+const MAX_INT4_BLOCK: usize = 1 << 20;
 
 /// What a [`PackedWeight`] stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
