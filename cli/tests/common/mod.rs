@@ -80,6 +80,7 @@ pub fn compile_plan_unpacking(
         dtype,
         chunk_size: chunk_size.or(model.config.chunk_size),
         panels,
+        quantize: None,
     };
     let weights = materialize(&graph, &model.weights).expect("derived weights");
     let mut plan = plan_graph(&graph, &weights, &opts).expect("plan");

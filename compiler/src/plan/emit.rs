@@ -7,8 +7,11 @@ use std::path::Path;
 use switchhead_ops::op::Op;
 use switchhead_ops::plan::{
     PlanDType, PlanGraph, PlanInput, PlanLayout, PlanMeta, PlanNode, PlanOp, PlanOutput,
-    PlanWeight, layout_weights, packed_layout, to_expert_panels, to_panels, write_plan,
+    PlanWeight, QuantBits, layout_weights, packed_layout, to_expert_panels, to_panels, write_plan,
 };
+
+use super::PlanQuant;
+use super::quant::{choose_quantized, quantized_bytes};
 
 use crate::error::ImportError;
 use crate::ir::{DType, Graph, ValueDef, ValueId};
@@ -28,6 +31,9 @@ pub struct PlanOptions {
     /// dense-FFN weights, attention q, k and pos_to_pk; the attention's V/O experts and
     /// σ-MoE's keys/values); off keeps every weight row-major.
     pub panels: bool,
+    /// Weight-only quantization of the projection and expert weights (module `quant`; the
+    /// others stay f32, all row-major); requires `dtype` f32.
+    pub quantize: Option<PlanQuant>,
 }
 
 /// Why a plan could not be emitted or written.
@@ -42,6 +48,9 @@ pub enum PlanEmitError {
     /// The graph is not one a plan can hold.
     #[error("cannot emit a plan: {0}")]
     Graph(String),
+    /// The options contradict each other.
+    #[error("plan options: {0}")]
+    Options(String),
 }
 
 /// The plan graph of `graph` (weight offsets laid out).
@@ -71,8 +80,12 @@ pub fn plan_graph(
             dtype,
         });
     }
+    check_quant(opts)?;
     let weights = &crate::ir::materialize(graph, weights)?;
     let mut plan_weights = plan_weights(graph, weights, opts.dtype, &mut ids)?;
+    if let Some(q) = opts.quantize {
+        choose_quantized(graph, &ids, &mut plan_weights, q);
+    }
     if opts.panels {
         choose_panels(graph, &ids, &mut plan_weights);
     }
@@ -117,6 +130,23 @@ pub fn plan_graph(
         nodes,
         meta,
     })
+}
+
+/// Quantization needs f32 storage for the other weights and an int4 group of at least 1.
+fn check_quant(opts: &PlanOptions) -> Result<(), PlanEmitError> {
+    let Some(q) = opts.quantize else {
+        return Ok(());
+    };
+    if opts.dtype != WeightDType::F32 {
+        return Err(PlanEmitError::Options(format!(
+            "quantized plans keep the other weights f32, not {:?}",
+            opts.dtype
+        )));
+    }
+    if q.bits == QuantBits::Int4 && q.group == 0 {
+        return Err(PlanEmitError::Options("int4 group 0 (must be >= 1)".into()));
+    }
+    Ok(())
 }
 
 fn plan_weights(
@@ -172,7 +202,7 @@ fn choose_panels(graph: &Graph, ids: &HashMap<ValueId, u32>, weights: &mut [Plan
             }
         }
     }
-    for w in weights.iter_mut() {
+    for w in weights.iter_mut().filter(|w| !w.dtype.is_quantized()) {
         let Some(&Some(layout)) = uses.get(&w.value) else {
             continue;
         };
@@ -229,6 +259,9 @@ pub fn write_plan_file(
                 failed = Some(e);
                 std::io::Error::other(msg)
             })?;
+            if let Some(bytes) = quantized_bytes(w, t.data()) {
+                return sink.write_all(&bytes);
+            }
             match (w.layout, &w.shape[..]) {
                 (PlanLayout::Panels, &[out, inp]) => {
                     write_weight(&to_panels(t.data(), out, inp), w.dtype, sink)

@@ -2,5 +2,7 @@
 //! format is documented in `switchhead_ops::plan`).
 
 mod emit;
+mod quant;
 
 pub use emit::{PlanEmitError, PlanOptions, plan_graph, write_plan_file};
+pub use quant::{PlanQuant, quantizable};
