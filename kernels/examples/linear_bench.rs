@@ -29,7 +29,8 @@ fn main() {
             (&panels, WeightLayout::Panels),
         ] {
             let run = || {
-                switchhead_kernels::linear_with(&x, m, k, data, layout, Some(&b), n, threads)
+                let w = switchhead_kernels::WeightRef::F32(data, layout);
+                switchhead_kernels::linear_with(&x, m, k, w, Some(&b), n, threads)
                     .expect("shapes are consistent")
             };
             run();

@@ -12,6 +12,7 @@ mod parallel;
 mod positions;
 mod projections;
 mod vexp;
+mod weight;
 
 pub mod attention;
 pub mod cuda;
@@ -26,7 +27,8 @@ pub mod sigma_moe;
 
 pub use error::KernelError;
 pub use kv_attention::{KvPast, KvRows, KvStep, moe_attention_kv, moe_attention_kv_rows};
-pub use linear::{DenseFfnWeights, WeightLayout, dense_ffn, linear, linear_with};
+pub use linear::{DenseFfnWeights, dense_ffn, linear, linear_with};
 pub use moe_attention::{MoeAttentionWeights, Projections, moe_attention};
 pub use norm::{add_in_place, concat_seq, embedding, layer_norm, relu_in_place, softmax_rows};
 pub use sigma_moe::{SigmaMoeWeights, sigma_moe};
+pub use weight::{WeightLayout, WeightRef};

@@ -7,8 +7,9 @@ use switchhead_ops::plan::PANEL;
 
 use crate::KernelError;
 use crate::error::check_len;
-use crate::gemm::{Mat, Start, gemm, panels_gemm};
+use crate::gemm::Mat;
 use crate::parallel::{par_map, par_rows};
+use crate::weight::{Weight, WeightRef};
 
 /// Rows per thread below which a product stays on one thread.
 const MIN_ROWS: usize = 16;
@@ -18,63 +19,6 @@ const MIN_COLS: usize = 64;
 /// weights are streamed once per block as in one long product, and the block's hidden rows
 /// (1.6 MB at d_ff 2080) are read back from L2.
 const FFN_ROWS: usize = 192;
-
-/// Element order of an `[out, in]` projection weight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum WeightLayout {
-    /// Row-major, as in the checkpoint.
-    #[default]
-    RowMajor,
-    /// The plan format's `panels` layout (`switchhead_ops::plan::to_panels`).
-    Panels,
-}
-
-impl WeightLayout {
-    /// Stored elements of an `[out, in]` weight.
-    pub fn stored_len(self, out: usize, inp: usize) -> usize {
-        match self {
-            WeightLayout::RowMajor => out * inp,
-            WeightLayout::Panels => out.div_ceil(PANEL) * PANEL * inp,
-        }
-    }
-}
-
-/// An `[out, in]` weight: its stored elements and their order.
-#[derive(Debug, Clone, Copy)]
-struct Weight<'a> {
-    data: &'a [f32],
-    layout: WeightLayout,
-    out: usize,
-    inp: usize,
-}
-
-impl<'a> Weight<'a> {
-    /// Output columns `c0..c0+n` (`c0` a multiple of [`PANEL`]).
-    fn cols(self, c0: usize, n: usize) -> Weight<'a> {
-        let data = match self.layout {
-            WeightLayout::RowMajor => &self.data[c0 * self.inp..(c0 + n) * self.inp],
-            WeightLayout::Panels => &self.data[c0 * self.inp..],
-        };
-        Weight {
-            data,
-            out: n,
-            ..self
-        }
-    }
-
-    /// `y = x @ w^T (+ bias)` on the rows of `x`, `y` at row stride `ldy` (overwritten).
-    fn product(self, x: Mat<'_>, y: &mut [f32], ldy: usize, bias: Option<&[f32]>) {
-        let start = bias.map_or(Start::Beta(0.0), Start::Bias);
-        match self.layout {
-            WeightLayout::RowMajor => {
-                let beta = start.written_into(y, ldy, self.out, x.rows);
-                let wt = Mat::rows(self.data, self.out, self.inp).t();
-                gemm(x, wt, y, ldy, beta);
-            }
-            WeightLayout::Panels => panels_gemm(x, self.data, self.out, y, ldy, start),
-        }
-    }
-}
 
 /// `y = x @ w^T (+ b)`: x `[rows, in_dim]`, w `[out_dim, in_dim]` row-major, b `[out_dim]`.
 pub fn linear(
@@ -86,63 +30,42 @@ pub fn linear(
     out_dim: usize,
     threads: usize,
 ) -> Result<Vec<f32>, KernelError> {
-    linear_with(
-        x,
-        rows,
-        in_dim,
-        w,
-        WeightLayout::RowMajor,
-        bias,
-        out_dim,
-        threads,
-    )
+    let w = WeightRef::row_major(w);
+    linear_with(x, rows, in_dim, w, bias, out_dim, threads)
 }
 
-/// [`linear`] with the weight stored in `layout`.
-#[allow(clippy::too_many_arguments)] // the op's operands, each one plain
+/// [`linear`] with the weight in any stored form.
 pub fn linear_with(
     x: &[f32],
     rows: usize,
     in_dim: usize,
-    w: &[f32],
-    layout: WeightLayout,
+    w: WeightRef<'_>,
     bias: Option<&[f32]>,
     out_dim: usize,
     threads: usize,
 ) -> Result<Vec<f32>, KernelError> {
     check_len("Linear x", x, rows * in_dim)?;
-    check_len("Linear weight", w, layout.stored_len(out_dim, in_dim))?;
+    w.check("Linear weight", 1, out_dim, in_dim)?;
     if let Some(b) = bias {
         check_len("Linear bias", b, out_dim)?;
     }
-    let w = Weight {
-        data: w,
-        layout,
-        out: out_dim,
-        inp: in_dim,
-    };
+    let w = Weight::projection(w, out_dim, in_dim);
     let mut y = vec![0f32; rows * out_dim];
     linear_into(x, w, bias, threads, &mut y);
     Ok(y)
 }
 
-/// `x @ w^T` for an `[out, in_dim]` weight in the given layout on up to `threads` threads,
-/// without the entry checks (shapes are the caller's invariant): the projections inside the
-/// attention.
+/// `x @ w^T` for an `[out, in_dim]` weight on up to `threads` threads, without the entry
+/// checks (shapes are the caller's invariant): the projections inside the attention.
 pub(crate) fn project_rows(
     x: &[f32],
     in_dim: usize,
-    (w, layout): (&[f32], WeightLayout),
+    w: WeightRef<'_>,
     out: usize,
     threads: usize,
 ) -> Vec<f32> {
     let mut y = vec![0f32; rows_of(x, in_dim) * out];
-    let w = Weight {
-        data: w,
-        layout,
-        out,
-        inp: in_dim,
-    };
+    let w = Weight::projection(w, out, in_dim);
     linear_into(x, w, None, threads, &mut y);
     y
 }
@@ -189,16 +112,14 @@ fn rows_of(x: &[f32], width: usize) -> usize {
     x.len() / width.max(1)
 }
 
-/// Weights of a dense FFN: w1 `[d_ff, D]`, b1 `[d_ff]`, w2 `[D, d_ff]`, b2 `[D]`, both
-/// matrices stored in `layout`.
+/// Weights of a dense FFN: w1 `[d_ff, D]`, b1 `[d_ff]`, w2 `[D, d_ff]`, b2 `[D]`.
 #[derive(Debug, Clone, Copy)]
 pub struct DenseFfnWeights<'a> {
-    pub w1: &'a [f32],
+    pub w1: WeightRef<'a>,
     pub b1: &'a [f32],
-    pub w2: &'a [f32],
+    pub w2: WeightRef<'a>,
     pub b2: &'a [f32],
     pub d_ff: usize,
-    pub layout: WeightLayout,
 }
 
 /// `linear2(relu(linear1(x)))` on x `[rows, d]`, each thread running its rows through both
@@ -213,17 +134,11 @@ pub fn dense_ffn(
 ) -> Result<Vec<f32>, KernelError> {
     let f = w.d_ff;
     check_len("DenseFfn x", x, rows * d)?;
-    check_len("DenseFfn w1", w.w1, w.layout.stored_len(f, d))?;
+    w.w1.check("DenseFfn w1", 1, f, d)?;
     check_len("DenseFfn b1", w.b1, f)?;
-    check_len("DenseFfn w2", w.w2, w.layout.stored_len(d, f))?;
+    w.w2.check("DenseFfn w2", 1, d, f)?;
     check_len("DenseFfn b2", w.b2, d)?;
-    let weight = |data, out, inp| Weight {
-        data,
-        layout: w.layout,
-        out,
-        inp,
-    };
-    let (w1, w2) = (weight(w.w1, f, d), weight(w.w2, d, f));
+    let (w1, w2) = (Weight::projection(w.w1, f, d), Weight::projection(w.w2, d, f));
     let mut y = vec![0f32; rows * d];
     if threads > 1 && rows < MIN_ROWS * threads {
         // Decode-sized: both products split their output columns across the threads.

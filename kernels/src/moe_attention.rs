@@ -15,36 +15,31 @@ use crate::KernelError;
 use crate::attention::{Head, causal_head};
 use crate::error::check_len;
 use crate::gemm::{Experts, Mat, grouped_gemm};
-use crate::linear::WeightLayout::{self, RowMajor};
 use crate::linear::project_rows;
 use crate::parallel::par_map;
 pub use crate::positions::PositionKeyCache;
 use crate::positions::{RopeTable, xl_position_keys};
 pub use crate::projections::Projections;
 use crate::projections::{Block, Projected};
+use crate::weight::WeightRef;
 use crate::routing::{ExpertGroups, Routing, SlotTable, route_logits};
 
 /// The weights of one attention layer, shapes as `Op::MoEAttention` documents: q, k and
-/// the routers as [`Projections`] says, `pos_to_pk` in `proj_layout`, the V/O experts in
-/// `expert_layout`.
+/// the routers as [`Projections`] says; the experts variant's V/O stacks as [`WeightRef`]
+/// says of expert stacks, the dense and gated `v`/`o` as projections.
 #[derive(Debug, Clone, Copy)]
 pub struct MoeAttentionWeights<'a> {
     /// q, k and the routers, separate or merged.
     pub proj: Projections<'a>,
     /// `[H*E, D, dh]` (experts) or `[H*dh, D]`.
-    pub v: &'a [f32],
+    pub v: WeightRef<'a>,
     /// `[H*E, dh, D]` (experts) or `[D, H*dh]`.
-    pub o: &'a [f32],
+    pub o: WeightRef<'a>,
     /// `[H*dh, D]`, XL only.
-    pub pos_to_pk: Option<&'a [f32]>,
+    pub pos_to_pk: Option<WeightRef<'a>>,
     /// Where this layer's XL position keys are kept between calls (None: computed on every
     /// call). Belongs to this layer: see [`PositionKeyCache`].
     pub pos_keys: Option<&'a PositionKeyCache>,
-    /// How `q`, `k` (or the merged `qkr`) and `pos_to_pk` are stored.
-    pub proj_layout: WeightLayout,
-    /// How the experts variant's `v` and `o` stacks are stored (`Panels`: the plan's
-    /// `expert_panels`); the dense and gated `v`/`o` are always row-major.
-    pub expert_layout: WeightLayout,
 }
 
 /// Sizes of one call: `xq` is `[batch, t, d]`, `xkv` is `[batch, tk, d]`.
@@ -108,7 +103,7 @@ pub(crate) fn project(cx: &Ctx<'_>, xq: &[f32], xkv: &[f32]) -> Projected {
     let Dims { batch, t, tk, d } = cx.dims;
     Projected::new(
         cx.a,
-        (cx.w.proj, cx.w.proj_layout),
+        cx.w.proj,
         (xq, batch * t),
         (xkv, batch * tk),
         d,
@@ -135,7 +130,7 @@ pub(crate) fn values(cx: &Ctx<'_>, p: &Projected, xkv: &[f32]) -> Vec<f32> {
                 (row * d, row * hd + rt.group_of(slot) * dh)
             },
         ),
-        None => project_rows(&xkv[..n * d], d, (cx.w.v, RowMajor), hd, cx.threads),
+        None => project_rows(&xkv[..n * d], d, cx.w.v, hd, cx.threads),
     }
 }
 
@@ -147,12 +142,12 @@ fn routing(cx: &Ctx<'_>, p: &Projected, logits: Block) -> Routing {
 }
 
 /// One routed expert site: adds every slot's `gate * (input row @ W_e)` (`stack`:
-/// `[H*E, inp, out]` in `expert_layout`) into a zeroed output of `len` floats;
+/// `[H*E, inp, out]`) into a zeroed output of `len` floats;
 /// `addr(routing, slot)` gives the slot's input and output offsets.
 fn routed(
     cx: &Ctx<'_>,
     routing: &Routing,
-    (input, stack, inp, out): (&[f32], &[f32], usize, usize),
+    (input, stack, inp, out): (&[f32], WeightRef<'_>, usize, usize),
     len: usize,
     addr: impl Fn(&Routing, usize) -> (usize, usize),
 ) -> Vec<f32> {
@@ -164,12 +159,7 @@ fn routed(
         |slot| addr(routing, slot).1,
     );
     let dispatch = groups.dispatch(table.slots(true));
-    let experts = Experts {
-        data: stack,
-        layout: cx.w.expert_layout,
-        inp,
-        out,
-    };
+    let experts = Experts { w: stack, inp, out };
     let mut y = vec![0f32; len];
     grouped_gemm(input, &dispatch, experts, &mut y, cx.threads);
     y
@@ -199,7 +189,7 @@ fn positions(
             Ok(None)
         }
         PosEncoding::Xl => {
-            let w_pk = (cx.w.pos_to_pk.unwrap_or_default(), cx.w.proj_layout);
+            let w_pk = cx.w.pos_to_pk.ok_or_else(|| missing("pos_to_pk"))?;
             let lo = -(tk as i64 - 1);
             let table = match cx.w.pos_keys {
                 Some(cache) => cache.keys(w_pk, cx.hd, d, scale, (lo, 0), cx.threads)?,
@@ -279,9 +269,9 @@ pub(crate) fn outputs(cx: &Ctx<'_>, p: &Projected, mut r: Vec<f32>) -> Vec<f32> 
         ),
         (AttentionVariant::Gated, Some(sel_o)) => {
             gate_heads(cx, p, sel_o, &mut r);
-            project_rows(&r[..n * hd], hd, (cx.w.o, RowMajor), d, cx.threads)
+            project_rows(&r[..n * hd], hd, cx.w.o, d, cx.threads)
         }
-        _ => project_rows(&r[..n * hd], hd, (cx.w.o, RowMajor), d, cx.threads),
+        _ => project_rows(&r[..n * hd], hd, cx.w.o, d, cx.threads),
     }
 }
 
@@ -330,9 +320,8 @@ pub(crate) fn validate(
     check_len("MoEAttention xkv", xkv, batch * tk * d)?;
     check_projections(a, w, dims)?;
     check_variant(a, w, h, e, dh, d)?;
-    let proj = w.proj_layout.stored_len(h * dh, d);
     match (a.pos, w.pos_to_pk) {
-        (PosEncoding::Xl, Some(pk)) => check_len("MoEAttention pos_to_pk", pk, proj),
+        (PosEncoding::Xl, Some(pk)) => pk.check("MoEAttention pos_to_pk", 1, h * dh, d),
         (PosEncoding::Xl, None) => Err(missing("pos_to_pk")),
         _ => Ok(()),
     }
@@ -354,24 +343,16 @@ fn check_projections(
                     got: format!("{} rows", dims.tk),
                 });
             }
-            let len = w.proj_layout.stored_len(blocks.total(), d);
-            check_len("MoEAttention qkr", qkr, len)
+            qkr.check("MoEAttention qkr", 1, blocks.total(), d)
         }
         Projections::Sides { qo, kv } => {
             let (wq, wk) = blocks.sides();
-            check_len("MoEAttention qo", qo, w.proj_layout.stored_len(wq, d))?;
-            check_len("MoEAttention kv", kv, w.proj_layout.stored_len(wk, d))
+            qo.check("MoEAttention qo", 1, wq, d)?;
+            kv.check("MoEAttention kv", 1, wk, d)
         }
-        Projections::Separate {
-            q,
-            k,
-            sel_v,
-            sel_o,
-            sel_layout,
-        } => {
-            let proj = w.proj_layout.stored_len(blocks.q, d);
-            check_len("MoEAttention q", q, proj)?;
-            check_len("MoEAttention k", k, proj)?;
+        Projections::Separate { q, k, sel_v, sel_o } => {
+            q.check("MoEAttention q", 1, blocks.q, d)?;
+            k.check("MoEAttention k", 1, blocks.k, d)?;
             let routers = [
                 ("MoEAttention sel_v", "sel_v", sel_v, blocks.sel_v),
                 ("MoEAttention sel_o", "sel_o", sel_o, blocks.sel_o),
@@ -379,7 +360,7 @@ fn check_projections(
             for (what, name, sel, rows) in routers {
                 match sel {
                     _ if rows == 0 => {}
-                    Some(s) => check_len(what, s, sel_layout.stored_len(rows, d))?,
+                    Some(s) => s.check(what, 1, rows, d)?,
                     None => return Err(missing(name)),
                 }
             }
@@ -402,16 +383,12 @@ fn check_variant(
                 let reason = format!("need 1 <= k ({}) <= experts ({e}) <= 64", a.k);
                 return Err(KernelError::attr("MoEAttention", "k", reason));
             }
-            let (v, o) = (
-                w.expert_layout.stored_len(dh, d),
-                w.expert_layout.stored_len(d, dh),
-            );
-            check_len("MoEAttention v", w.v, h * e * v)?;
-            check_len("MoEAttention o", w.o, h * e * o)
+            w.v.check("MoEAttention v", h * e, dh, d)?;
+            w.o.check("MoEAttention o", h * e, d, dh)
         }
         AttentionVariant::Gated | AttentionVariant::Dense => {
-            check_len("MoEAttention v", w.v, h * dh * d)?;
-            check_len("MoEAttention o", w.o, d * h * dh)
+            w.v.check("MoEAttention v", 1, h * dh, d)?;
+            w.o.check("MoEAttention o", 1, d, h * dh)
         }
     }
 }

@@ -6,7 +6,8 @@
 use std::sync::{Arc, Mutex};
 
 use crate::KernelError;
-use crate::linear::{WeightLayout, project_rows};
+use crate::linear::project_rows;
+use crate::weight::WeightRef;
 
 /// cos/sin of `pos * inv_freq[i]` for positions `0..n`, `[n, n_rot/2]`.
 pub(crate) struct RopeTable {
@@ -115,13 +116,12 @@ pub struct PositionKeyCache {
     last: Mutex<Option<(PosKey, Arc<Vec<f32>>)>>,
 }
 
-/// What a cached table was computed from: the weight's address and length (the cache
-/// belongs to one layer; these guard against its reuse with other weights), its layout,
-/// the sizes and the scale.
+/// What a cached table was computed from: the weight's address, size and form (the cache
+/// belongs to one layer; these guard against its reuse with other weights), the sizes and
+/// the scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PosKey {
-    weight: (usize, usize),
-    layout: WeightLayout,
+    weight: (usize, usize, bool),
     hd: usize,
     d: usize,
     scale: u64,
@@ -136,7 +136,7 @@ impl PositionKeyCache {
     /// [`xl_position_keys`], from the cache when the last call had the same inputs.
     pub(crate) fn keys(
         &self,
-        w_pk: (&[f32], WeightLayout),
+        w_pk: WeightRef<'_>,
         hd: usize,
         d: usize,
         scale: f64,
@@ -144,8 +144,7 @@ impl PositionKeyCache {
         threads: usize,
     ) -> Result<Arc<Vec<f32>>, KernelError> {
         let key = PosKey {
-            weight: (w_pk.0.as_ptr() as usize, w_pk.0.len()),
-            layout: w_pk.1,
+            weight: w_pk.identity(),
             hd,
             d,
             scale: scale.to_bits(),
@@ -165,7 +164,7 @@ impl PositionKeyCache {
 
 /// Position keys `Kp(p) = (s * pe(p)) @ Wpk^T` for p in `lo..=hi`: `[hi-lo+1, H*dh]`.
 pub(crate) fn xl_position_keys(
-    w_pk: (&[f32], WeightLayout),
+    w_pk: WeightRef<'_>,
     hd: usize,
     d: usize,
     scale: f64,
@@ -217,12 +216,12 @@ mod tests {
         let w: Vec<f32> = (0..hd * d).map(|i| (i as f32 * 0.37).sin()).collect();
         let other: Vec<f32> = w.iter().map(|v| v * 2.0).collect();
         let fresh = |w: &[f32], lo| {
-            xl_position_keys((w, WeightLayout::RowMajor), hd, d, 0.5, (lo, 0), 1).expect("even d")
+            xl_position_keys(WeightRef::row_major(w), hd, d, 0.5, (lo, 0), 1).expect("even d")
         };
         let cache = PositionKeyCache::new();
         let get = |w: &[f32], lo| {
             cache
-                .keys((w, WeightLayout::RowMajor), hd, d, 0.5, (lo, 0), 1)
+                .keys(WeightRef::row_major(w), hd, d, 0.5, (lo, 0), 1)
                 .expect("even d")
         };
         let a = get(&w, -9);

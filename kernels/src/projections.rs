@@ -11,27 +11,28 @@
 use switchhead_ops::op::MoeAttentionAttrs;
 
 use crate::gemm::Mat;
-use crate::linear::{WeightLayout, project_rows};
+use crate::linear::project_rows;
+use crate::weight::WeightRef;
 
 /// How q, k and the routers of an attention layer are stored.
 #[derive(Debug, Clone, Copy)]
 pub enum Projections<'a> {
-    /// Separate weights: q and k `[H*dh, D]` (in the layer's `proj_layout`), the routers
-    /// in `sel_layout`: `sel_v [H*E, D]` (experts variant), `sel_o [H*E, D]` (experts) or
-    /// `[H, D]` (gated).
+    /// Separate weights: q and k `[H*dh, D]`, the routers `sel_v [H*E, D]` (experts
+    /// variant), `sel_o [H*E, D]` (experts) or `[H, D]` (gated).
     Separate {
-        q: &'a [f32],
-        k: &'a [f32],
-        sel_v: Option<&'a [f32]>,
-        sel_o: Option<&'a [f32]>,
-        sel_layout: WeightLayout,
+        q: WeightRef<'a>,
+        k: WeightRef<'a>,
+        sel_v: Option<WeightRef<'a>>,
+        sel_o: Option<WeightRef<'a>>,
     },
-    /// One `qkr` weight in the layer's `proj_layout`, blocks as
-    /// `MoeAttentionAttrs::merged_blocks`; the layer's xq and xkv are then the same rows.
-    Merged(&'a [f32]),
-    /// Merged by sides, both in the layer's `proj_layout`: `qo` (rows q, `sel_o`) for xq and
-    /// `kv` (rows k, `sel_v`) for xkv.
-    Sides { qo: &'a [f32], kv: &'a [f32] },
+    /// One `qkr` weight, blocks as `MoeAttentionAttrs::merged_blocks`; the layer's xq and
+    /// xkv are then the same rows.
+    Merged(WeightRef<'a>),
+    /// Merged by sides: `qo` (rows q, `sel_o`) for xq and `kv` (rows k, `sel_v`) for xkv.
+    Sides {
+        qo: WeightRef<'a>,
+        kv: WeightRef<'a>,
+    },
 }
 
 /// `width` columns from column `at` of buffer `buf`, whose rows are `stride` apart.
@@ -52,12 +53,11 @@ pub(crate) struct Projected {
     pub sel_o: Option<Block>,
 }
 
-/// One product: `x` `[n, d]` times a weight `[width, d]` in `layout`.
+/// One product: `x` `[n, d]` times a weight `[width, d]`.
 pub(crate) struct Product<'a> {
     pub x: &'a [f32],
     pub n: usize,
-    pub w: &'a [f32],
-    pub layout: WeightLayout,
+    pub w: WeightRef<'a>,
     pub width: usize,
 }
 
@@ -65,7 +65,7 @@ impl Projected {
     /// Projects `xq` (`nq` rows) and `xkv` (`nkv` rows, `d` wide) with `proj`.
     pub fn new(
         a: &MoeAttentionAttrs,
-        (proj, proj_layout): (Projections<'_>, WeightLayout),
+        proj: Projections<'_>,
         (xq, nq): (&[f32], usize),
         (xkv, nkv): (&[f32], usize),
         d: usize,
@@ -79,24 +79,22 @@ impl Projected {
             sel_o: None,
         };
         let b = a.merged_blocks();
-        let query = |w, layout, width| Product {
+        let query = |w, width| Product {
             x: xq,
             n: nq,
             w,
-            layout,
             width,
         };
-        let keys = |w, layout, width| Product {
+        let keys = |w, width| Product {
             x: xkv,
             n: nkv,
             w,
-            layout,
             width,
         };
         let mut run = |pr: Product<'_>| p.product(pr, d, threads);
         let [q, k, sel_v, sel_o] = match proj {
             Projections::Merged(w) => {
-                let all = run(query(w, proj_layout, b.total()));
+                let all = run(query(w, b.total()));
                 let (q0, k0, v0, o0) = b.starts();
                 [
                     all.cols(q0, b.q),
@@ -107,8 +105,8 @@ impl Projected {
             }
             Projections::Sides { qo, kv } => {
                 let (wq, wk) = b.sides();
-                let qo = run(query(qo, proj_layout, wq));
-                let kv = run(keys(kv, proj_layout, wk));
+                let qo = run(query(qo, wq));
+                let kv = run(keys(kv, wk));
                 [
                     qo.cols(0, b.q),
                     kv.cols(0, b.k),
@@ -116,21 +114,15 @@ impl Projected {
                     qo.cols(b.q, b.sel_o),
                 ]
             }
-            Projections::Separate {
-                q,
-                k,
-                sel_v,
-                sel_o,
-                sel_layout,
-            } => [
-                Some(run(query(q, proj_layout, b.q))),
-                Some(run(keys(k, proj_layout, b.k))),
+            Projections::Separate { q, k, sel_v, sel_o } => [
+                Some(run(query(q, b.q))),
+                Some(run(keys(k, b.k))),
                 sel_v
                     .filter(|_| b.sel_v > 0)
-                    .map(|s| run(keys(s, sel_layout, b.sel_v))),
+                    .map(|s| run(keys(s, b.sel_v))),
                 sel_o
                     .filter(|_| b.sel_o > 0)
-                    .map(|s| run(query(s, sel_layout, b.sel_o))),
+                    .map(|s| run(query(s, b.sel_o))),
             ],
         };
         p.q = q.unwrap_or(Block::EMPTY);
@@ -141,7 +133,7 @@ impl Projected {
 
     /// Runs one product into a new buffer; its block is the whole buffer.
     fn product(&mut self, pr: Product<'_>, d: usize, threads: usize) -> Block {
-        let y = project_rows(&pr.x[..pr.n * d], d, (pr.w, pr.layout), pr.width, threads);
+        let y = project_rows(&pr.x[..pr.n * d], d, pr.w, pr.width, threads);
         self.bufs.push(y);
         Block {
             buf: self.bufs.len() - 1,

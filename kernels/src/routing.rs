@@ -6,7 +6,8 @@
 //! differ from the reference only when two gates tie to within f32 rounding.
 
 use crate::gemm::{Dispatch, Slots};
-use crate::linear::{WeightLayout, project_rows};
+use crate::linear::project_rows;
+use crate::weight::WeightRef;
 use crate::parallel::par_map;
 
 /// Routing decisions for `n` rows: `[n, groups, k]` flat expert ids and gates.
@@ -34,12 +35,10 @@ impl Routing {
     }
 }
 
-/// A router: `sel` (`[groups*experts, d]`, stored in `layout`), top `k` of each group's
-/// `experts` gates.
+/// A router: `sel` (`[groups*experts, d]`), top `k` of each group's `experts` gates.
 #[derive(Debug, Clone, Copy)]
 pub struct Router<'a> {
-    pub sel: &'a [f32],
-    pub layout: WeightLayout,
+    pub sel: WeightRef<'a>,
     pub groups: usize,
     pub experts: usize,
     pub k: usize,
@@ -48,7 +47,7 @@ pub struct Router<'a> {
 /// Routes the `n` rows of `x` (`[n, d]`) with `r` on `threads`.
 pub fn route(x: &[f32], n: usize, d: usize, r: Router<'_>, threads: usize) -> Routing {
     let width = r.groups * r.experts;
-    let logits = project_rows(&x[..n * d], d, (r.sel, r.layout), width, threads);
+    let logits = project_rows(&x[..n * d], d, r.sel, width, threads);
     let row = |i: usize| &logits[i * width..(i + 1) * width];
     route_logits(row, n, (r.groups, r.experts, r.k), threads)
 }

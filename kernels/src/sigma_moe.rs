@@ -7,29 +7,24 @@
 use crate::KernelError;
 use crate::error::check_len;
 use crate::gemm::{Experts, grouped_gemm};
-use crate::linear::WeightLayout;
+use crate::weight::WeightRef;
 use crate::routing::{ExpertGroups, Router, SlotTable, route};
 
-/// Weights of one σ-MoE block: the router in `router_layout`, keys and values in `layout`
-/// (`Panels`: the plan's `panels` and `expert_panels`).
+/// Weights of one σ-MoE block (the stacks as [`WeightRef`] says of expert stacks).
 #[derive(Debug, Clone, Copy)]
 pub struct SigmaMoeWeights<'a> {
     /// `[N_E, D]`.
-    pub router: &'a [f32],
+    pub router: WeightRef<'a>,
     /// `[N_E, D, G]`.
-    pub keys: &'a [f32],
+    pub keys: WeightRef<'a>,
     /// `[N_E, G, D]`.
-    pub values: &'a [f32],
+    pub values: WeightRef<'a>,
     /// N_E.
     pub experts: usize,
     /// G.
     pub expert_size: usize,
     /// K_ff.
     pub k: usize,
-    /// How `keys` and `values` are stored.
-    pub layout: WeightLayout,
-    /// How the router `[N_E, D]` is stored.
-    pub router_layout: WeightLayout,
 }
 
 /// Runs the block on `rows` rows of `x` (`[rows, d]`); returns `[rows, d]`.
@@ -44,7 +39,6 @@ pub fn sigma_moe(
     let (n_e, g) = (w.experts, w.expert_size);
     let router = Router {
         sel: w.router,
-        layout: w.router_layout,
         groups: 1,
         experts: n_e,
         k: w.k,
@@ -64,7 +58,11 @@ pub fn sigma_moe(
     grouped_gemm(
         x,
         &dispatch,
-        experts(w.keys, w.layout, d, g),
+        Experts {
+            w: w.keys,
+            inp: d,
+            out: g,
+        },
         &mut hidden,
         threads,
     );
@@ -84,20 +82,15 @@ pub fn sigma_moe(
     grouped_gemm(
         &hidden,
         &dispatch,
-        experts(w.values, w.layout, g, d),
+        Experts {
+            w: w.values,
+            inp: g,
+            out: d,
+        },
         &mut y,
         threads,
     );
     Ok(y)
-}
-
-fn experts(data: &[f32], layout: WeightLayout, inp: usize, out: usize) -> Experts<'_> {
-    Experts {
-        data,
-        layout,
-        inp,
-        out,
-    }
 }
 
 fn validate(w: &SigmaMoeWeights<'_>, x: &[f32], rows: usize, d: usize) -> Result<(), KernelError> {
@@ -110,11 +103,7 @@ fn validate(w: &SigmaMoeWeights<'_>, x: &[f32], rows: usize, d: usize) -> Result
         return Err(KernelError::attr("SigmaMoE", "k", reason));
     }
     check_len("SigmaMoE x", x, rows * d)?;
-    check_len(
-        "SigmaMoE router",
-        w.router,
-        w.router_layout.stored_len(n_e, d),
-    )?;
-    check_len("SigmaMoE keys", w.keys, n_e * w.layout.stored_len(g, d))?;
-    check_len("SigmaMoE values", w.values, n_e * w.layout.stored_len(d, g))
+    w.router.check("SigmaMoE router", 1, n_e, d)?;
+    w.keys.check("SigmaMoE keys", n_e, g, d)?;
+    w.values.check("SigmaMoE values", n_e, d, g)
 }

@@ -8,7 +8,7 @@ use common::{assert_close, random};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use switchhead_kernels::{
-    DenseFfnWeights, WeightLayout, concat_seq, dense_ffn, embedding, layer_norm, linear_with,
+    DenseFfnWeights, WeightLayout, WeightRef, concat_seq, dense_ffn, embedding, layer_norm, linear_with,
     softmax_rows,
 };
 use switchhead_ops::plan::to_panels;
@@ -38,8 +38,8 @@ fn linear_matches_reference() {
                 let want = switchhead_ops::linear::linear(&x, &w, bias).expect("ref");
                 let bias = bias.map(|b| b.data());
                 for threads in [1, 2, 3] {
-                    let got = linear_with(x.data(), rows, i, data, layout, bias, o, threads)
-                        .expect("kernel");
+                    let w = WeightRef::F32(data, layout);
+                    let got = linear_with(x.data(), rows, i, w, bias, o, threads).expect("kernel");
                     assert_close(&got, want.data(), 1e-5);
                 }
             }
@@ -64,12 +64,11 @@ fn dense_ffn_matches_reference() {
         ];
         for (layout, w1, w2) in stored {
             let w = DenseFfnWeights {
-                w1,
+                w1: WeightRef::F32(w1, layout),
                 b1: b1.data(),
-                w2,
+                w2: WeightRef::F32(w2, layout),
                 b2: b2.data(),
                 d_ff: f,
-                layout,
             };
             for threads in [1, 2, 3] {
                 let got = dense_ffn(&w, x.data(), rows, d, threads).expect("kernel");

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use switchhead_kernels::moe_attention::Dims;
 use switchhead_kernels::{
     KernelError, KvPast, MoeAttentionWeights, Projections, SigmaMoeWeights, WeightLayout,
-    moe_attention, moe_attention_kv, moe_attention_kv_rows, sigma_moe,
+    WeightRef, moe_attention, moe_attention_kv, moe_attention_kv_rows, sigma_moe,
 };
 use switchhead_ops::Tensor;
 use switchhead_ops::moe_attention::{AttentionLayer, Positions, ValueOutput};
@@ -115,19 +115,24 @@ fn attrs_of(c: &Case) -> MoeAttentionAttrs {
 fn kernel_weights(w: &Weights) -> MoeAttentionWeights<'_> {
     MoeAttentionWeights {
         proj: Projections::Separate {
-            q: w.q.data(),
-            k: w.k.data(),
-            sel_v: w.sel_v.as_ref().map(Tensor::data),
-            sel_o: w.sel_o.as_ref().map(Tensor::data),
-            sel_layout: WeightLayout::RowMajor,
+            q: rm(w.q.data()),
+            k: rm(w.k.data()),
+            sel_v: w.sel_v.as_ref().map(|t| rm(t.data())),
+            sel_o: w.sel_o.as_ref().map(|t| rm(t.data())),
         },
-        v: w.v.data(),
-        o: w.o.data(),
-        pos_to_pk: w.pk.as_ref().map(Tensor::data),
+        v: rm(w.v.data()),
+        o: rm(w.o.data()),
+        pos_to_pk: w.pk.as_ref().map(|t| rm(t.data())),
         pos_keys: None,
-        proj_layout: WeightLayout::RowMajor,
-        expert_layout: WeightLayout::RowMajor,
     }
+}
+
+fn rm(data: &[f32]) -> WeightRef<'_> {
+    WeightRef::row_major(data)
+}
+
+fn pn(data: &[f32]) -> WeightRef<'_> {
+    WeightRef::F32(data, WeightLayout::Panels)
 }
 
 /// Rows of the given weights stacked in order (absent ones skipped).
@@ -170,15 +175,18 @@ fn check_merged(
     let mut forms = vec![
         (
             Merge::Sides,
-            Projections::Sides { qo: &qo, kv: &kv },
+            Projections::Sides {
+                qo: rm(&qo),
+                kv: rm(&kv),
+            },
             WeightLayout::RowMajor,
             want.0,
         ),
         (
             Merge::Sides,
             Projections::Sides {
-                qo: &qo_p,
-                kv: &kv_p,
+                qo: pn(&qo_p),
+                kv: pn(&kv_p),
             },
             WeightLayout::Panels,
             want.1,
@@ -187,13 +195,13 @@ fn check_merged(
     if dims.t == dims.tk {
         forms.push((
             Merge::All,
-            Projections::Merged(&qkr),
+            Projections::Merged(rm(&qkr)),
             WeightLayout::RowMajor,
             want.0,
         ));
         forms.push((
             Merge::All,
-            Projections::Merged(&qkr_p),
+            Projections::Merged(pn(&qkr_p)),
             WeightLayout::Panels,
             want.1,
         ));
@@ -205,9 +213,8 @@ fn check_merged(
         };
         let mut kw = kernel_weights(w);
         kw.proj = proj;
-        kw.proj_layout = layout;
         if layout == WeightLayout::Panels {
-            kw.pos_to_pk = pk.as_deref();
+            kw.pos_to_pk = pk.as_deref().map(pn);
         }
         let got = moe_attention(&attrs, &kw, xq, xkv, dims, 3).expect("kernel, merged");
         assert_eq!(
@@ -246,22 +253,15 @@ fn run_case(c: Case, batch: usize, t: usize, mem: usize, seed: u64) {
     let (sel_v, sel_o) = (w.sel_v.as_ref().map(router), w.sel_o.as_ref().map(router));
     let kw_panels = MoeAttentionWeights {
         proj: Projections::Separate {
-            q: &q,
-            k: &k,
-            sel_v: sel_v.as_deref(),
-            sel_o: sel_o.as_deref(),
-            sel_layout: WeightLayout::Panels,
+            q: pn(&q),
+            k: pn(&k),
+            sel_v: sel_v.as_deref().map(pn),
+            sel_o: sel_o.as_deref().map(pn),
         },
-        pos_to_pk: pk.as_deref(),
+        pos_to_pk: pk.as_deref().map(pn),
         pos_keys: None,
-        proj_layout: WeightLayout::Panels,
-        v: if experts { &v } else { kw.v },
-        o: if experts { &o } else { kw.o },
-        expert_layout: if experts {
-            WeightLayout::Panels
-        } else {
-            WeightLayout::RowMajor
-        },
+        v: if experts { pn(&v) } else { kw.v },
+        o: if experts { pn(&o) } else { kw.o },
     };
     let got_panels =
         moe_attention(&attrs, &kw_panels, &xq, xkv.data(), dims, 3).expect("kernel, panels");
@@ -426,14 +426,12 @@ fn sigma_moe_matches_reference() {
     let keys = random(&mut rng, &[n_e, d, g], s);
     let values = random(&mut rng, &[n_e, g, d], s);
     let w = SigmaMoeWeights {
-        router: router.data(),
-        keys: keys.data(),
-        values: values.data(),
+        router: rm(router.data()),
+        keys: rm(keys.data()),
+        values: rm(values.data()),
         experts: n_e,
         expert_size: g,
         k,
-        layout: WeightLayout::RowMajor,
-        router_layout: WeightLayout::RowMajor,
     };
     let got = sigma_moe(&w, x.data(), rows, d, 2).expect("kernel");
     let (want, _) =
@@ -446,11 +444,9 @@ fn sigma_moe_matches_reference() {
     );
     let rp = to_panels(router.data(), n_e, d);
     let wp = SigmaMoeWeights {
-        router: &rp,
-        keys: &kp,
-        values: &vp,
-        layout: WeightLayout::Panels,
-        router_layout: WeightLayout::Panels,
+        router: pn(&rp),
+        keys: pn(&kp),
+        values: pn(&vp),
         ..w
     };
     for threads in [1, 3] {
@@ -470,14 +466,12 @@ fn sigma_moe_matches_reference() {
 #[test]
 fn sigma_moe_rejects_bad_k() {
     let w = SigmaMoeWeights {
-        router: &[0.0; 4],
-        keys: &[0.0; 4],
-        values: &[0.0; 4],
+        router: rm(&[0.0; 4]),
+        keys: rm(&[0.0; 4]),
+        values: rm(&[0.0; 4]),
         experts: 2,
         expert_size: 1,
         k: 3,
-        layout: WeightLayout::RowMajor,
-        router_layout: WeightLayout::RowMajor,
     };
     let err = sigma_moe(&w, &[0.0; 4], 2, 2, 1).unwrap_err();
     assert!(
@@ -510,7 +504,7 @@ fn kv_case(c: Case, batch: usize, prefill: usize, steps: &[usize], seed: u64) {
     let full = moe_attention(&attrs, &kw, x.data(), x.data(), dims(n), 2).expect("full pass");
     let qkr = merged_qkr(&w);
     let merged = MoeAttentionWeights {
-        proj: Projections::Merged(&qkr),
+        proj: Projections::Merged(rm(&qkr)),
         ..kw
     };
     let merged_attrs = MoeAttentionAttrs {
@@ -522,7 +516,10 @@ fn kv_case(c: Case, batch: usize, prefill: usize, steps: &[usize], seed: u64) {
         stack(&[Some(&w.k), w.sel_v.as_ref()]),
     );
     let sides = MoeAttentionWeights {
-        proj: Projections::Sides { qo: &qo, kv: &kv },
+        proj: Projections::Sides {
+            qo: rm(&qo),
+            kv: rm(&kv),
+        },
         ..kw
     };
     let sides_attrs = MoeAttentionAttrs {

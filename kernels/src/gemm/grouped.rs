@@ -23,9 +23,10 @@ use std::ops::Range;
 
 use switchhead_ops::plan::PANEL;
 
-use super::{Mat, gemm};
-use crate::linear::WeightLayout;
+use super::{Mat, Start, gemm};
 use crate::parallel::par_map;
+use crate::quant::packed_gemm;
+use crate::weight::{WeightLayout, WeightRef};
 
 /// Per-slot addressing of a grouped product, slots in expert order.
 #[derive(Debug, Clone, Copy)]
@@ -48,26 +49,36 @@ impl<'a> Slots<'a> {
     }
 }
 
-/// A stack of expert matrices, each `[inp, out]` applied as `x @ W_e`: row-major
-/// `[experts, inp, out]`, or `expert_panels` (`WeightLayout::Panels`: each expert the panels
-/// layout of its `[out, inp]` transpose).
+/// A stack of expert matrices, each `[inp, out]` applied as `x @ W_e`: f32 row-major
+/// `[experts, inp, out]`, f32 `expert_panels` (`WeightLayout::Panels`: each expert the
+/// panels layout of its `[out, inp]` transpose), or packed (each expert its `[out, inp]`
+/// transpose).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Experts<'a> {
-    pub data: &'a [f32],
-    pub layout: WeightLayout,
+    pub w: WeightRef<'a>,
     pub inp: usize,
     pub out: usize,
 }
 
 impl<'a> Experts<'a> {
-    /// Stored floats per expert.
-    pub fn per_expert(&self) -> usize {
-        self.layout.stored_len(self.out, self.inp)
+    /// How many experts the stack holds.
+    fn count(&self) -> usize {
+        match self.w {
+            WeightRef::F32(data, layout) => {
+                data.len() / layout.stored_len(self.out, self.inp).max(1)
+            }
+            WeightRef::Packed(p) if (p.out(), p.inp()) == (self.out, self.inp) => p.count(),
+            WeightRef::Packed(_) => 0,
+        }
     }
 
-    fn expert(&self, e: usize) -> &'a [f32] {
-        let per = self.per_expert();
-        &self.data[e * per..(e + 1) * per]
+    /// Expert e's f32 elements and their layout (None: packed).
+    fn f32_expert(&self, e: usize) -> Option<(&'a [f32], WeightLayout)> {
+        let WeightRef::F32(data, layout) = self.w else {
+            return None;
+        };
+        let per = layout.stored_len(self.out, self.inp);
+        Some((&data[e * per..(e + 1) * per], layout))
     }
 }
 
@@ -196,10 +207,7 @@ fn check(x: &[f32], d: &Dispatch<'_>, w: Experts<'_>, out: &[f32], n: usize) {
             && d.slots.gate.is_none_or(|g| g.len() == n),
         "grouped_gemm slots"
     );
-    assert!(
-        w.data.len() >= experts * w.per_expert(),
-        "grouped_gemm weights"
-    );
+    assert!(w.count() >= experts, "grouped_gemm weights");
     assert!(
         d.slots.src.iter().all(|&s| s + w.inp <= x.len()),
         "grouped_gemm input rows"
@@ -230,9 +238,13 @@ unsafe fn expert_product(
     if slots.src.is_empty() || cols.is_empty() {
         return;
     }
+    let Some((expert, layout)) = w.f32_expert(e) else {
+        // SAFETY: this function's contract.
+        return unsafe { packed_product(x, slots, w, e, cols, out) };
+    };
     #[cfg(target_arch = "x86_64")]
-    if w.layout == WeightLayout::Panels && super::avx512::available() {
-        let m = (w.expert(e), w.inp, w.out);
+    if layout == WeightLayout::Panels && super::avx512::available() {
+        let m = (expert, w.inp, w.out);
         // SAFETY: AVX-512F is present; the rest is this function's contract.
         return unsafe { super::tile512::grouped_panels(x, slots, m, cols, out.0) };
     }
@@ -240,25 +252,58 @@ unsafe fn expert_product(
     let a = Mat::rows(&block, slots.src.len(), w.inp);
     for p in cols {
         let (c0, width) = (p * PANEL, PANEL.min(w.out - p * PANEL));
-        let b = match w.layout {
+        let b = match layout {
             WeightLayout::Panels => Mat {
-                data: &w.expert(e)[p * w.inp * PANEL..],
+                data: &expert[p * w.inp * PANEL..],
                 rows: w.inp,
                 cols: width,
                 rs: PANEL,
                 cs: 1,
             },
-            WeightLayout::RowMajor => Mat::rows(w.expert(e), w.inp, w.out).col_range(c0, width),
+            WeightLayout::RowMajor => Mat::rows(expert, w.inp, w.out).col_range(c0, width),
         };
         let mut prod = vec![0f32; slots.src.len() * width];
         gemm(a, b, &mut prod, width, 0.0);
-        for (i, row) in prod.chunks_exact(width).enumerate() {
-            let gate = slots.gate.map_or(1.0, |g| g[i]);
-            // SAFETY: in bounds (checked) and written by this item alone.
-            let dst =
-                unsafe { std::slice::from_raw_parts_mut(out.0.add(slots.dst[i] + c0), width) };
-            dst.iter_mut().zip(row).for_each(|(o, &v)| *o += gate * v);
-        }
+        // SAFETY: this function's contract.
+        unsafe { add_gated(&prod, slots, c0, width, out) };
+    }
+}
+
+/// [`expert_product`] for a packed stack: one product over the panels' columns.
+///
+/// # Safety
+/// As [`expert_product`].
+unsafe fn packed_product(
+    x: &[f32],
+    slots: Slots<'_>,
+    w: Experts<'_>,
+    e: usize,
+    cols: Range<usize>,
+    out: Out,
+) {
+    let WeightRef::Packed(p) = w.w else {
+        return;
+    };
+    let (c0, c1) = (cols.start * PANEL, (cols.end * PANEL).min(w.out));
+    let block = gather(x, slots.src, w.inp);
+    let a = Mat::rows(&block, slots.src.len(), w.inp);
+    let width = c1 - c0;
+    let mut prod = vec![0f32; slots.src.len() * width];
+    packed_gemm(a, p, e, c0..c1, &mut prod, width, Start::Beta(0.0));
+    // SAFETY: this function's contract.
+    unsafe { add_gated(&prod, slots, c0, width, out) };
+}
+
+/// Adds each slot's gated product row (`width` columns from `c0`) into its destination.
+///
+/// # Safety
+/// As [`expert_product`].
+unsafe fn add_gated(prod: &[f32], slots: Slots<'_>, c0: usize, width: usize, out: Out) {
+    for (i, row) in prod.chunks_exact(width.max(1)).enumerate() {
+        let gate = slots.gate.map_or(1.0, |g| g[i]);
+        // SAFETY: in bounds (checked) and written by this item alone.
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(slots.dst[i] + c0), width) };
+        dst.iter_mut().zip(row).for_each(|(o, &v)| *o += gate * v);
     }
 }
 
@@ -366,8 +411,7 @@ mod tests {
                         },
                     };
                     let w = Experts {
-                        data,
-                        layout,
+                        w: WeightRef::F32(data, layout),
                         inp,
                         out,
                     };

@@ -69,7 +69,8 @@ fn parts_of_map(map: memmap2::Mmap, path: &Path) -> Result<(Program, WeightStore
         let program = Program::new(&plan).map_err(invalid)?;
         (program, (plan.graph.weights, plan.header.weights_offset))
     };
-    let weights = WeightStore::new(map, &layout.0, layout.1);
+    let keep = program.kept_f32(layout.0.len());
+    let weights = WeightStore::new(map, &layout.0, layout.1, &keep).map_err(invalid)?;
     Ok((program, weights))
 }
 

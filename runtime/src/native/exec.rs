@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use switchhead_kernels as k;
 use switchhead_kernels::moe_attention::Dims;
-use switchhead_ops::op::{Merge, MoeAttentionAttrs, Op, SigmaMoeAttrs};
+use switchhead_ops::op::{AttentionVariant, Merge, MoeAttentionAttrs, Op, SigmaMoeAttrs};
 use switchhead_ops::plan::PlanLayout;
 
 use super::program::{Program, Step};
@@ -187,7 +187,10 @@ impl<'a> Run<'a> {
 
     fn view(&self, v: usize) -> Result<View<'_>, String> {
         if let Some(i) = self.p.weight_of[v] {
-            return Ok((self.w.shape(i), self.w.data(i)));
+            let data = self.w.data(i).ok_or_else(|| {
+                format!("weight {i} is quantized where a plain f32 tensor was expected")
+            })?;
+            return Ok((self.w.shape(i), data));
         }
         match &self.slots[v] {
             Slot::Act(a) => Ok((&a.shape, &a.data)),
@@ -233,10 +236,9 @@ impl<'a> Run<'a> {
 
     fn view_or_tokens(&self, v: usize) -> Result<Operand<'_>, String> {
         if let Some(i) = self.p.weight_of[v]
-            && self.w.layout(i) != PlanLayout::RowMajor
+            && let Some(w) = self.w.stored(i)
         {
-            let (shape, data) = (self.w.shape(i), self.w.data(i));
-            return Ok(Operand::Packed(shape, data, self.w.layout(i)));
+            return Ok(Operand::Stored(self.w.shape(i), w, self.w.layout(i)));
         }
         match &self.slots[v] {
             Slot::Tokens(t) => Ok(Operand::Tokens(t)),
@@ -248,8 +250,9 @@ impl<'a> Run<'a> {
 enum Operand<'s> {
     Tokens(&'s TokenBatch),
     F32(&'s [usize], &'s [f32]),
-    /// A weight stored in a packed layout: its logical shape, stored elements and layout.
-    Packed(&'s [usize], &'s [f32], PlanLayout),
+    /// A weight that is not plain row-major f32 (f32 in a packed layout, or quantized): its
+    /// logical shape, the weight and its plan layout.
+    Stored(&'s [usize], k::WeightRef<'s>, PlanLayout),
 }
 
 impl<'s> Operand<'s> {
@@ -257,30 +260,32 @@ impl<'s> Operand<'s> {
         match *self {
             Operand::F32(s, d) => Ok((s, d)),
             Operand::Tokens(_) => Err("tokens where an f32 tensor was expected".into()),
-            Operand::Packed(_, _, l) => Err(format!(
+            Operand::Stored(_, k::WeightRef::Packed(p), _) => Err(format!(
+                "a {:?} weight where a plain tensor was expected",
+                p.kind()
+            )),
+            Operand::Stored(_, _, l) => Err(format!(
                 "a weight in {} where a plain tensor was expected",
                 l.name()
             )),
         }
     }
 
-    /// A projection weight, row-major or in `panels`: (shape, stored elements, layout).
-    fn weight(&self) -> Result<(&'s [usize], &'s [f32], k::WeightLayout), String> {
-        self.packed(PlanLayout::Panels)
+    /// A projection weight: row-major, in `panels` or packed.
+    fn weight(&self) -> Result<(&'s [usize], k::WeightRef<'s>), String> {
+        self.stored(PlanLayout::Panels)
     }
 
-    /// An expert stack, row-major or in `expert_panels`: (shape, stored elements, layout).
-    fn experts(&self) -> Result<(&'s [usize], &'s [f32], k::WeightLayout), String> {
-        self.packed(PlanLayout::ExpertPanels)
+    /// An expert stack: row-major, in `expert_panels` or packed.
+    fn experts(&self) -> Result<(&'s [usize], k::WeightRef<'s>), String> {
+        self.stored(PlanLayout::ExpertPanels)
     }
 
-    fn packed(
-        &self,
-        packed: PlanLayout,
-    ) -> Result<(&'s [usize], &'s [f32], k::WeightLayout), String> {
+    fn stored(&self, packed: PlanLayout) -> Result<(&'s [usize], k::WeightRef<'s>), String> {
         match *self {
-            Operand::Packed(s, d, l) if l == packed => Ok((s, d, k::WeightLayout::Panels)),
-            _ => self.f32().map(|(s, d)| (s, d, k::WeightLayout::RowMajor)),
+            Operand::Stored(s, w @ k::WeightRef::Packed(_), _) => Ok((s, w)),
+            Operand::Stored(s, w, l) if l == packed => Ok((s, w)),
+            _ => self.f32().map(|(s, d)| (s, k::WeightRef::row_major(d))),
         }
     }
 }
@@ -320,10 +325,10 @@ fn eval(step: &Step, ins: &[Operand<'_>], threads: usize) -> Result<Act<'static>
             Ok(act(s.to_vec(), y))
         }
         Op::Linear { bias } => {
-            let ((s, x), (ws, w, layout)) = (f(0)?, ins[1].weight()?);
+            let ((s, x), (ws, w)) = (f(0)?, ins[1].weight()?);
             let b = if *bias { Some(f(2)?.1) } else { None };
             let out = ws.first().copied().unwrap_or(0);
-            let y = k::linear_with(x, rows(s), last(s), w, layout, b, out, threads).map_err(ke)?;
+            let y = k::linear_with(x, rows(s), last(s), w, b, out, threads).map_err(ke)?;
             Ok(act(with_last(s, out), y))
         }
         Op::Add => {
@@ -347,17 +352,13 @@ fn eval(step: &Step, ins: &[Operand<'_>], threads: usize) -> Result<Act<'static>
         Op::ConcatSeq => concat(f(0)?, f(1)?),
         Op::DenseFfn => {
             let (s, x) = f(0)?;
-            let ((w1s, w1, layout), (_, w2, layout2)) = (ins[1].weight()?, ins[3].weight()?);
-            if layout != layout2 {
-                return Err("DenseFfn w1 and w2 are stored in different layouts".into());
-            }
+            let ((w1s, w1), (_, w2)) = (ins[1].weight()?, ins[3].weight()?);
             let w = k::DenseFfnWeights {
                 w1,
                 b1: f(2)?.1,
                 w2,
                 b2: f(4)?.1,
                 d_ff: w1s.first().copied().unwrap_or(0),
-                layout,
             };
             let y = k::dense_ffn(&w, x, rows(s), last(s), threads).map_err(ke)?;
             Ok(act(s.to_vec(), y))
@@ -463,51 +464,34 @@ fn attention_inputs<'s>(
         ));
     };
     let slots = a.slots();
-    let weight = |i: Option<usize>| i.and_then(|i| ins.get(i)).map(|o| o.weight()).transpose();
-    let (_, q, proj_layout) = ins[slots.q].weight()?;
+    let weight = |i: Option<usize>| {
+        let w = i.and_then(|i| ins.get(i)).map(|o| o.weight()).transpose();
+        w.map(|w| w.map(|(_, w)| w))
+    };
+    let (_, q) = ins[slots.q].weight()?;
     let proj = if a.merged == Merge::All {
         k::Projections::Merged(q)
     } else if a.merged == Merge::Sides {
-        let (_, kv, kv_layout) = ins[slots.k].weight()?;
-        if kv_layout != proj_layout {
-            return Err("MoEAttention qo and kv are stored in different layouts".into());
-        }
+        let (_, kv) = ins[slots.k].weight()?;
         k::Projections::Sides { qo: q, kv }
     } else {
-        let (_, k, k_layout) = ins[slots.k].weight()?;
-        if k_layout != proj_layout {
-            return Err("MoEAttention q and k are stored in different layouts".into());
-        }
-        let (sel_v, sel_o) = (weight(slots.sel_v)?, weight(slots.sel_o)?);
-        let sel_layout = sel_o.map_or(k::WeightLayout::RowMajor, |(_, _, l)| l);
-        if sel_v.is_some_and(|(_, _, l)| l != sel_layout) {
-            return Err("MoEAttention sel_v and sel_o are stored in different layouts".into());
-        }
         k::Projections::Separate {
             q,
-            k,
-            sel_v: sel_v.map(|s| s.1),
-            sel_o: sel_o.map(|s| s.1),
-            sel_layout,
+            k: ins[slots.k].weight()?.1,
+            sel_v: weight(slots.sel_v)?,
+            sel_o: weight(slots.sel_o)?,
         }
     };
-    let pk = weight(slots.pos_to_pk)?;
-    if pk.is_some_and(|(_, _, l)| l != proj_layout) {
-        return Err("MoEAttention pos_to_pk and q are stored in different layouts".into());
-    }
-    let ((_, v, expert_layout), (_, o, o_layout)) =
-        (ins[slots.v].experts()?, ins[slots.o].experts()?);
-    if o_layout != expert_layout {
-        return Err("MoEAttention v and o are stored in different layouts".into());
-    }
+    let stack = |i: usize| match a.variant {
+        AttentionVariant::ExpertsVO => ins[i].experts(),
+        _ => ins[i].weight(),
+    };
     let weights = k::MoeAttentionWeights {
         proj,
-        v,
-        o,
-        pos_to_pk: pk.map(|(_, data, _)| data),
+        v: stack(slots.v)?.1,
+        o: stack(slots.o)?.1,
+        pos_to_pk: weight(slots.pos_to_pk)?,
         pos_keys: None,
-        proj_layout,
-        expert_layout,
     };
     let dims = Dims {
         batch: *batch,
@@ -524,20 +508,13 @@ fn sigma_moe(
     threads: usize,
 ) -> Result<Act<'static>, String> {
     let (s, x) = ins[0].f32()?;
-    let ((_, keys, layout), (_, values, v_layout)) = (ins[2].experts()?, ins[3].experts()?);
-    if layout != v_layout {
-        return Err("SigmaMoE keys and values are stored in different layouts".into());
-    }
-    let (_, router, router_layout) = ins[1].weight()?;
     let w = k::SigmaMoeWeights {
-        router,
-        router_layout,
-        keys,
-        values,
+        router: ins[1].weight()?.1,
+        keys: ins[2].experts()?.1,
+        values: ins[3].experts()?.1,
         experts: a.experts,
         expert_size: a.expert_size,
         k: a.k,
-        layout,
     };
     let y = k::sigma_moe(&w, x, rows(s), last(s), threads).map_err(|e| e.to_string())?;
     Ok(act(s.to_vec(), y))

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use switchhead_kernels::moe_attention::{Dims, PositionKeyCache};
 use switchhead_kernels::{
-    KvPast, MoeAttentionWeights, Projections, WeightLayout, moe_attention, moe_attention_kv,
+    KvPast, MoeAttentionWeights, Projections, WeightRef, moe_attention, moe_attention_kv,
 };
 use switchhead_ops::op::{Merge, MoeAttentionAttrs};
 use tract_onnx::prelude::*;
@@ -91,7 +91,7 @@ impl MoEAttentionOp {
     /// The weight inputs, in the order `Op::MoEAttention` fixes.
     fn weights<'a>(&'a self, inputs: &'a [TValue]) -> TractResult<MoeAttentionWeights<'a>> {
         let s = self.attrs.slots();
-        let slice = |i: usize| f32_slice(&inputs[i]);
+        let slice = |i: usize| f32_slice(&inputs[i]).map(WeightRef::row_major);
         let optional = |i: Option<usize>| i.map(slice).transpose();
         let proj = match self.attrs.merged {
             Merge::All => Projections::Merged(slice(s.q)?),
@@ -104,7 +104,6 @@ impl MoEAttentionOp {
                 k: slice(s.k)?,
                 sel_v: optional(s.sel_v)?,
                 sel_o: optional(s.sel_o)?,
-                sel_layout: WeightLayout::RowMajor,
             },
         };
         Ok(MoeAttentionWeights {
@@ -113,8 +112,6 @@ impl MoEAttentionOp {
             o: slice(s.o)?,
             pos_to_pk: optional(s.pos_to_pk)?,
             pos_keys: Some(&self.pos_keys.0),
-            proj_layout: WeightLayout::RowMajor,
-            expert_layout: WeightLayout::RowMajor,
         })
     }
 

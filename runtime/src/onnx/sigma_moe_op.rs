@@ -2,7 +2,7 @@
 //! runs `switchhead_kernels::sigma_moe`. Inputs: x `[.., D]`, router `[N_E, D]`,
 //! keys `[N_E, D, G]`, values `[N_E, G, D]`. Output like x, f32.
 
-use switchhead_kernels::{SigmaMoeWeights, WeightLayout, sigma_moe};
+use switchhead_kernels::{SigmaMoeWeights, WeightRef, sigma_moe};
 use switchhead_ops::op::SigmaMoeAttrs;
 use tract_linalg::multithread::{Executor, current_tract_executor};
 use tract_onnx::prelude::*;
@@ -39,14 +39,12 @@ impl EvalOp for SigmaMoeOp {
             .ok_or_else(|| anyhow!("SigmaMoE: x must have rank >= 1"))?;
         let rows = shape.iter().product::<usize>() / d.max(1);
         let w = SigmaMoeWeights {
-            router: f32_slice(&inputs[1])?,
-            keys: f32_slice(&inputs[2])?,
-            values: f32_slice(&inputs[3])?,
+            router: WeightRef::row_major(f32_slice(&inputs[1])?),
+            keys: WeightRef::row_major(f32_slice(&inputs[2])?),
+            values: WeightRef::row_major(f32_slice(&inputs[3])?),
             experts: a.experts,
             expert_size: a.expert_size,
             k: a.k,
-            layout: WeightLayout::RowMajor,
-            router_layout: WeightLayout::RowMajor,
         };
         let y = sigma_moe(&w, f32_slice(&inputs[0])?, rows, d, executor_threads())
             .map_err(|e| anyhow!("SigmaMoE: {e}"))?;

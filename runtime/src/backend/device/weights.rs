@@ -9,10 +9,6 @@
 //! expert choices, which moved `rope`'s logits by 5% against 0.1% with them in f32.
 
 use switchhead_kernels::gpu::{Device, DeviceDesc, GpuError, WType, bf16_bytes, f32_bytes};
-use switchhead_ops::plan::{PANEL, PlanLayout, from_panels};
-
-use switchhead_ops::op::{Merge, Op};
-
 use crate::native::{Program, WeightStore};
 
 /// Environment variable capping the device memory the runtime assumes is there, in MiB (to
@@ -37,39 +33,13 @@ pub(crate) struct DeviceWeights<B> {
 
 /// The element type of every weight of `program` for `dtype` (see the module docs).
 pub(crate) fn wtypes(program: &Program, store: &WeightStore, dtype: WType) -> Vec<WType> {
-    let mut keep = vec![false; store.len()];
-    for s in &program.steps {
-        for slot in kept_f32_slots(&s.op) {
-            if let Some(i) = s.inputs.get(slot).and_then(|&v| program.weight_of[v]) {
-                keep[i] = true;
-            }
-        }
-    }
+    let keep = program.kept_f32(store.len());
     (0..store.len())
         .map(|i| match keep[i] || store.shape(i).len() < 2 {
             true => WType::F32,
             false => dtype,
         })
         .collect()
-}
-
-/// The input slots of `op` whose weights stay f32: embedding tables and router rows.
-fn kept_f32_slots(op: &Op) -> Vec<usize> {
-    match op {
-        Op::Embedding => vec![1],
-        Op::SigmaMoe(_) => vec![1],
-        Op::MoEAttention(a) => {
-            let s = a.slots();
-            let merged = (a.merged != Merge::None).then_some([s.q, s.k]);
-            merged
-                .into_iter()
-                .flatten()
-                .chain(s.sel_v)
-                .chain(s.sel_o)
-                .collect()
-        }
-        _ => Vec::new(),
-    }
 }
 
 /// Bytes the weights of `store` take on the device with element types `wtypes`.
@@ -120,7 +90,7 @@ fn upload_one<D: Device>(
     wtype: WType,
 ) -> Result<DevWeight<D::Buffer>, GpuError> {
     let shape = store.shape(i).to_vec();
-    let data = row_major(store.data(i), &shape, store.layout(i));
+    let data = store.logical_f32(i);
     let bytes = match wtype {
         WType::F32 => f32_bytes(&data),
         WType::Bf16 => bf16_bytes(&data),
@@ -130,49 +100,4 @@ fn upload_one<D: Device>(
         wtype,
         shape,
     })
-}
-
-/// The row-major elements of a weight stored in `layout`.
-fn row_major(stored: &[f32], shape: &[usize], layout: PlanLayout) -> Vec<f32> {
-    match (layout, shape) {
-        (PlanLayout::Panels, &[out, inp]) => from_panels(stored, out, inp),
-        (PlanLayout::ExpertPanels, &[experts, inp, out]) => {
-            let per = out.div_ceil(PANEL) * PANEL * inp;
-            let mut w = Vec::with_capacity(experts * inp * out);
-            for e in 0..experts {
-                let t = from_panels(&stored[e * per..(e + 1) * per], out, inp);
-                w.extend((0..inp * out).map(|j| t[(j % out) * inp + j / out]));
-            }
-            w
-        }
-        _ => stored.to_vec(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use switchhead_ops::plan::to_panels;
-
-    #[test]
-    fn packed_layouts_unpack_to_row_major() {
-        let (out, inp) = (37, 5);
-        let w: Vec<f32> = (0..out * inp).map(|i| i as f32).collect();
-        let packed = to_panels(&w, out, inp);
-        assert_eq!(row_major(&packed, &[out, inp], PlanLayout::Panels), w);
-        // Two experts [inp, out]: each stored as the panels of its [out, inp] transpose.
-        let experts: Vec<f32> = (0..2 * inp * out).map(|i| i as f32 * 0.5).collect();
-        let mut stored = Vec::new();
-        for e in experts.chunks(inp * out) {
-            let t: Vec<f32> = (0..out * inp)
-                .map(|j| e[(j % inp) * out + j / inp])
-                .collect();
-            stored.extend(to_panels(&t, out, inp));
-        }
-        let shape = [2, inp, out];
-        assert_eq!(
-            row_major(&stored, &shape, PlanLayout::ExpertPanels),
-            experts
-        );
-    }
 }
