@@ -138,7 +138,10 @@ pub fn dense_ffn(
     check_len("DenseFfn b1", w.b1, f)?;
     w.w2.check("DenseFfn w2", 1, d, f)?;
     check_len("DenseFfn b2", w.b2, d)?;
-    let (w1, w2) = (Weight::projection(w.w1, f, d), Weight::projection(w.w2, d, f));
+    let (w1, w2) = (
+        Weight::projection(w.w1, f, d),
+        Weight::projection(w.w2, d, f),
+    );
     let mut y = vec![0f32; rows * d];
     if threads > 1 && rows < MIN_ROWS * threads {
         // Decode-sized: both products split their output columns across the threads.

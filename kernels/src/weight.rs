@@ -61,7 +61,9 @@ impl<'a> WeightRef<'a> {
         inp: usize,
     ) -> Result<(), KernelError> {
         match self {
-            WeightRef::F32(data, layout) => check_len(what, data, count * layout.stored_len(out, inp)),
+            WeightRef::F32(data, layout) => {
+                check_len(what, data, count * layout.stored_len(out, inp))
+            }
             WeightRef::Packed(p) if (p.count(), p.out(), p.inp()) == (count, out, inp) => Ok(()),
             WeightRef::Packed(p) => Err(KernelError::Shape {
                 what,

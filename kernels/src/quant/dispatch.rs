@@ -91,12 +91,17 @@ pub fn paths() -> String {
     )
 }
 
+/// Whether bf16 products run on BF16 dot products here (else the portable path widens
+/// them, slower than keeping the weight f32).
+pub fn bf16_native() -> bool {
+    chosen(PackedKind::Bf16) == Path::Bf16
+}
+
 /// `c[r, j] = sum_i a[r, i] * W_m[cols.start + j, i]` (`+ beta * c[r, j]`, or `+ bias[j]`),
 /// for `j in 0..cols.len()`; `cols.start` a multiple of [`PANEL`]. `a` has contiguous rows
 /// (`a.cs == 1`) and `a.cols == w.inp()`.
 ///
 /// Shapes are the callers' invariants; a violation panics rather than reading out of bounds.
-#[allow(dead_code)] // until the kernels' `Stored` weights call it
 pub(crate) fn packed_gemm(
     a: Mat<'_>,
     w: &PackedWeight,

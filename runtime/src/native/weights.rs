@@ -95,7 +95,10 @@ impl WeightStore {
             (_, PlanLayout::RowMajor) => None,
             (_, PlanLayout::Panels | PlanLayout::ExpertPanels) => {
                 let data = self.data(i)?;
-                Some(WeightRef::F32(data, switchhead_kernels::WeightLayout::Panels))
+                Some(WeightRef::F32(
+                    data,
+                    switchhead_kernels::WeightLayout::Panels,
+                ))
             }
         }
     }
@@ -140,7 +143,9 @@ fn matrices(shape: &[usize]) -> Result<(usize, usize, usize), String> {
     match *shape {
         [out, inp] => Ok((1, out, inp)),
         [e, inp, out] => Ok((e, out, inp)),
-        _ => Err(format!("a weight of shape {shape:?} cannot be packed (rank 2 or 3)")),
+        _ => Err(format!(
+            "a weight of shape {shape:?} cannot be packed (rank 2 or 3)"
+        )),
     }
 }
 
