@@ -81,8 +81,11 @@ impl WeightStore {
 
 use Stored::Mapped;
 
-/// Little-endian stored bytes of `w` as f32.
+/// Little-endian stored bytes of `w` as f32 (quantized ones dequantized, row-major).
 fn widen(w: &PlanWeight, bytes: &[u8]) -> Vec<f32> {
+    if let Some((bits, s)) = w.quant() {
+        return dequantized(w, bits, bytes, s);
+    }
     match w.dtype {
         PlanDType::F16 => bytes
             .chunks_exact(2)
@@ -97,4 +100,35 @@ fn widen(w: &PlanWeight, bytes: &[u8]) -> Vec<f32> {
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
     }
+}
+
+/// A quantized weight as f32 in its logical row-major shape: `[out, in]`, or an `[E, in,
+/// out]` stack transposed back from its stored `[out, in]` matrices. Temporary: f32 compute
+/// until the executor runs packed kernels. `read_plan` checked `bytes.len()` against `s`,
+/// so the error arm is unreachable for a verified plan (it yields an empty weight).
+fn dequantized(
+    w: &PlanWeight,
+    bits: switchhead_ops::plan::QuantBits,
+    bytes: &[u8],
+    s: switchhead_ops::plan::QuantShape,
+) -> Vec<f32> {
+    let Ok(m) = switchhead_ops::plan::dequantize(bits, bytes, s) else {
+        return Vec::new();
+    };
+    if w.shape.len() != 3 {
+        return m;
+    }
+    let per = s.out * s.inp;
+    let mut stack = vec![0f32; m.len()];
+    for (src, dst) in m
+        .chunks_exact(per.max(1))
+        .zip(stack.chunks_exact_mut(per.max(1)))
+    {
+        for (o, row) in src.chunks_exact(s.inp.max(1)).enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                dst[i * s.out + o] = v;
+            }
+        }
+    }
+    stack
 }
