@@ -16,6 +16,8 @@ use switchhead_compiler::genai::{TokenizerSource, write_genai_dir};
 use switchhead_compiler::import::parse_override;
 use switchhead_compiler::onnx::{ExpertForm, WeightDType};
 use switchhead_compiler::passes::{PassManager, pipeline};
+use switchhead_compiler::plan::PlanQuant;
+use switchhead_ops::plan::QuantBits;
 
 use crate::model_arg::ModelArg;
 
@@ -25,6 +27,15 @@ pub enum DtypeArg {
     F32,
     F16,
     Bf16,
+}
+
+/// Weight-only quantization of the projection and expert weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QuantizeArg {
+    /// int8, one scale per output channel.
+    Int8,
+    /// int4, one scale per `--group-size` reduction elements (default 32).
+    Int4,
 }
 
 /// Formulation of the routed experts in the standard-op decomposition.
@@ -88,6 +99,14 @@ pub struct Args {
     /// Store weights as this type (compute stays f32).
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     pub dtype: DtypeArg,
+    /// Quantize the projection, router and expert weights and the output head (weight-only,
+    /// symmetric; embeddings, LayerNorms and biases stay f32); `--quantize` alone is int4.
+    #[arg(long, value_enum, value_name = "BITS", num_args = 0..=1,
+          default_missing_value = "int4")]
+    pub quantize: Option<QuantizeArg>,
+    /// int4 quantization group: reduction elements per scale (default 32).
+    #[arg(long, value_name = "N", value_parser = ["32", "64", "128"])]
+    pub group_size: Option<String>,
     /// Print the IR text form after this pass (to stdout).
     #[arg(long, value_name = "PASS")]
     pub print_after: Option<String>,
@@ -121,7 +140,7 @@ pub fn run(args: Args) -> Result<()> {
         set: args.set.clone(),
     }
     .load()?;
-    let opts = options(&args, &output);
+    let opts = options(&args, &output)?;
     let mut printer = |pass: &str, text: &str| println!("// after {pass}\n{text}");
     let mut stage = |s: Stage| {
         bar.inc(1);
@@ -167,17 +186,44 @@ fn tokenizer_source(path: &std::path::Path, vocab_size: usize) -> Result<Tokeniz
 }
 
 /// The library's options for `args` writing to `output`.
-fn options(args: &Args, output: &std::path::Path) -> CompileOptions {
-    CompileOptions {
+fn options(args: &Args, output: &std::path::Path) -> Result<CompileOptions> {
+    Ok(CompileOptions {
         format: format(args, output),
         decompose: args.decompose,
         experts: experts(args.experts),
         kv_cache: args.kv_cache,
         dtype: dtype(args.dtype),
+        quantize: quantize(args)?,
         opt_level: args.opt_level,
         print_after: args.print_after.clone(),
         stop_after: args.stop_after.clone(),
+    })
+}
+
+/// `--quantize` and `--group-size`, checked against each other and `--dtype`.
+fn quantize(args: &Args) -> Result<Option<PlanQuant>> {
+    let group = args.group_size.as_deref().map(str::parse::<usize>).transpose()?;
+    let bits = match (args.quantize, group) {
+        (None, None) => return Ok(None),
+        (None, Some(_)) => bail!("--group-size applies to --quantize int4 only"),
+        (Some(QuantizeArg::Int8), Some(_)) => {
+            bail!(
+                "--group-size applies to --quantize int4 only (int8 has one scale per output channel)"
+            )
+        }
+        (Some(QuantizeArg::Int8), None) => QuantBits::Int8,
+        (Some(QuantizeArg::Int4), _) => QuantBits::Int4,
+    };
+    if args.dtype != DtypeArg::F32 {
+        bail!(
+            "--quantize keeps embeddings, LayerNorms and biases f32; drop --dtype {:?}",
+            args.dtype
+        );
     }
+    Ok(Some(PlanQuant {
+        bits,
+        group: group.unwrap_or(32),
+    }))
 }
 
 fn experts(e: ExpertsArg) -> ExpertForm {

@@ -147,6 +147,9 @@ fn compile_to_temp(model: &ModelArg, kv_cache: bool) -> Result<TempFile> {
 /// The checkpoint optimized and written as a native plan (`panels`: the CPU executor's
 /// weight layout).
 fn compile_plan_to_temp(model: &ModelArg, panels: bool) -> Result<TempFile> {
-    let target = SessionTarget::Plan { panels };
+    let target = SessionTarget::Plan {
+        panels,
+        quantize: None,
+    };
     Ok(compile::compile_to_temp(&model.load()?, target)?)
 }

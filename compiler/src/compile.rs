@@ -12,10 +12,10 @@ use crate::Model;
 use crate::config::PosEncodingKind;
 use crate::error::ImportError;
 use crate::ir::{lower, materialize};
-use crate::onnx::{EmitError, EmitOptions, ExpertForm, WeightDType, emit, write};
+use crate::onnx::{EmitError, EmitOptions, ExpertForm, OnnxQuant, WeightDType, emit, write};
 use crate::passes::manager::Printer;
 use crate::passes::{PassManager, PipelineError, RunOptions, pipeline};
-use crate::plan::{PlanEmitError, PlanOptions, plan_graph, write_plan_file};
+use crate::plan::{PlanEmitError, PlanOptions, PlanQuant, plan_graph, write_plan_file};
 
 /// What [`compile_to_file`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +49,9 @@ pub struct CompileOptions {
     pub kv_cache: bool,
     /// Storage type of the weights (compute stays f32).
     pub dtype: WeightDType,
+    /// Weight-only int8/int4 quantization of the projection and expert weights (`dtype` must
+    /// be f32; plans: `crate::plan::PlanQuant`, ONNX: `crate::onnx::OnnxQuant`).
+    pub quantize: Option<PlanQuant>,
     /// 0: shape inference only, keeping the checkpoint's weight order; 1: the whole pipeline.
     pub opt_level: u8,
     /// Print the graph's text form after this pass (to [`RunOptions::printer`]).
@@ -65,6 +68,7 @@ impl Default for CompileOptions {
             experts: ExpertForm::Dense,
             kv_cache: false,
             dtype: WeightDType::F32,
+            quantize: None,
             opt_level: 1,
             print_after: None,
             stop_after: None,
@@ -97,6 +101,9 @@ pub enum CompileError {
     /// ONNX emission or writing failed (a KV cache of an XL model included).
     #[error(transparent)]
     Emit(#[from] EmitError),
+    /// `quantize` was asked with 16-bit storage of the other weights.
+    #[error("--quantize keeps the other weights f32; it cannot be combined with --dtype {0:?}")]
+    QuantizeDtype(WeightDType),
     /// Plan emission or writing failed.
     #[error(transparent)]
     Plan(#[from] PlanEmitError),
@@ -131,6 +138,7 @@ pub fn compile_to_file<'a>(
             chunk_size: model.config.chunk_size,
             // Layout choice is an optimization: -O0 keeps the checkpoint's order.
             panels: opts.opt_level > 0,
+            quantize: opts.quantize,
         };
         return write_plan(&graph, model, &plan, output);
     }
@@ -141,6 +149,10 @@ pub fn compile_to_file<'a>(
         kv_cache: opts.kv_cache,
         chunk_size: model.config.chunk_size,
         experts: opts.experts,
+        quant: opts.quantize.map(|q| OnnxQuant {
+            bits: q.bits,
+            group: q.group,
+        }),
     };
     let proto = emit(&graph, &model.weights, &emit_opts)?;
     stage(Stage::Writing);
@@ -154,6 +166,9 @@ fn check(model: &Model, opts: &CompileOptions) -> Result<(), CompileError> {
     }
     if opts.format == OutputFormat::Plan && (opts.decompose || opts.kv_cache) {
         return Err(CompileError::OnnxOnly);
+    }
+    if opts.quantize.is_some() && opts.dtype != WeightDType::F32 {
+        return Err(CompileError::QuantizeDtype(opts.dtype));
     }
     Ok(())
 }
@@ -177,8 +192,12 @@ pub enum SessionTarget {
     /// models (XL models carry memory instead, so it is ignored for them).
     Onnx { kv_cache: bool },
     /// An optimized plan: `panels` lays projection weights out for the CPU's native executor,
-    /// else they stay row-major, as the device executors read them.
-    Plan { panels: bool },
+    /// else they stay row-major, as the device executors read them; `quantize` stores the
+    /// projection and expert weights as int8/int4 (row-major).
+    Plan {
+        panels: bool,
+        quantize: Option<PlanQuant>,
+    },
 }
 
 /// A compiled file in the temp folder, removed when dropped.
@@ -212,13 +231,14 @@ pub fn compile_to_temp(model: &Model, target: SessionTarget) -> Result<TempFile,
             write(proto, file.path())?;
             Ok(file)
         }
-        SessionTarget::Plan { panels } => {
+        SessionTarget::Plan { panels, quantize } => {
             let mut graph = lower(model);
             PassManager::default().run(&mut graph, RunOptions::default())?;
             let opts = PlanOptions {
                 dtype: WeightDType::F32,
                 chunk_size: model.config.chunk_size,
                 panels,
+                quantize,
             };
             let file = TempFile(temp_path("shplan"));
             write_plan(&graph, model, &opts, file.path())?;

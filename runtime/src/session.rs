@@ -49,7 +49,8 @@ impl Session {
             path: path.clone(),
             source,
         })?;
-        let proto = decode(&bytes, &path)?;
+        let mut proto = decode(&bytes, &path)?;
+        crate::onnx::fold_dequantize(&mut proto, path.parent().unwrap_or(Path::new(".")))?;
         crate::onnx::check_model(&proto, &crate::onnx::switchhead_onnx())?;
         let dir = path
             .parent()

@@ -58,6 +58,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import quant_peers  # noqa: E402 - next to this file
+
 # name -> (synth args, batch, seq, mode)
 CASES = {
     "c4-47m-b1": (["--preset", "c4-47m"], 1, 256, "forward"),
@@ -70,6 +72,9 @@ CASES = {
     # our plan only: the peak resident memory of a c4-262m session against its weight bytes
     "memory-c4-262m": (None, 1, 512, "memory"),
     "c4-47m-rope-decode": (["--preset", "c4-47m", "--pos-encoding", "rope"], 1, 256, "decode"),
+    # quantized (issue 18): our f32, int8, int4 and bf16 plans against the peers' own quantized forms
+    "c4-262m-decode": (["--preset", "c4-262m", "--pos-encoding", "rope"], 1, 256, "quant-decode"),
+    "c4-47m-prefill-b8": (["--preset", "c4-47m"], 8, 256, "quant-forward"),
 }
 QUICK_CASES = ["c4-47m-b1", "c4-47m-rope-decode"]
 
@@ -188,6 +193,12 @@ def rel_err(a, b):
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
+def mean_rel_err(a, b):
+    """mean |a-b| / mean |b|: a quantized engine's distance from f32 (the max above is set by
+    the few tokens whose expert selection flips)."""
+    return float(np.mean(np.abs(a - b)) / np.mean(np.abs(b)))
+
+
 def run(cmd, **kw):
     r = subprocess.run(cmd, capture_output=True, text=True, **kw)
     if r.returncode != 0:
@@ -206,7 +217,9 @@ class Tools:
         for p in (self.sh, self.compile):
             if not os.path.exists(p):
                 raise SystemExit(f"{p} not found: cargo build --release -p switchhead-cli (or pass --bin-dir)")
-        self.plan = "shplan" in run([self.compile, "--help"])
+        usage = run([self.compile, "--help"])
+        self.plan = "shplan" in usage
+        self.quantize = "--quantize" in usage
 
     def bench(self, model, batch, seq, runs, warmup, threads, decode=None):
         cmd = [self.sh, "bench", model, "--batch", str(batch), "--seq", str(seq), "--runs", str(runs),
@@ -245,17 +258,26 @@ def ort_feeds(sess, tokens):
     return feeds
 
 
-def ort_forward(path, tokens, threads, runs, warmup, want):
-    sess = ort_session(path, threads)
+def memo_get(memo, key, make):
+    """memo[key], made by make() the first time (memo None: always made anew)."""
+    if memo is None:
+        return make()
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
+
+
+def ort_forward(path, tokens, threads, runs, warmup, want, memo=None):
+    sess = memo_get(memo, path, lambda: ort_session(path, threads))
     feeds = ort_feeds(sess, tokens)
     logits = sess.run(["logits"], feeds)[0]
     s = timed(lambda: sess.run(["logits"], feeds), runs, warmup)
-    s["check"] = rel_err(logits, want)
+    s["check"], s["check_mean"] = rel_err(logits, want), mean_rel_err(logits, want)
     return s
 
 
-def ort_decode(path, prompt, nxt, threads, runs, warmup):
-    sess = ort_session(path, threads)
+def ort_decode(path, prompt, nxt, threads, runs, warmup, memo=None):
+    sess = memo_get(memo, path, lambda: ort_session(path, threads))
     past_names = [i.name for i in sess.get_inputs() if i.name.startswith("past_key_values.")]
     shapes = {i.name: i.shape for i in sess.get_inputs()}
     outs = ["logits"] + [n.replace("past_key_values.", "present.") for n in past_names]
@@ -279,26 +301,32 @@ def ort_decode(path, prompt, nxt, threads, runs, warmup):
     return stats(times)
 
 
-def torch_forward(ckpt, form, tokens, threads, runs, warmup, want):
+def torch_lm(ckpt, form, threads, quant=None, memo=None):
+    """torch_model's LM (`quant` "int8": PyTorch's dynamic int8 of it), kept in `memo`."""
     import torch
     import torch_model
     torch.set_num_threads(threads)
-    lm = torch_model.load(ckpt, form)
+    return memo_get(memo, ("torch", form, quant), lambda: torch_model.load(ckpt, form, quant))
+
+
+def torch_forward(ckpt, form, tokens, threads, runs, warmup, want, quant=None, memo=None):
+    """Times the forward pass; its logits must match `want` to 1e-3 in fp32 (quantized: the
+    difference is only reported)."""
+    import torch
+    lm = torch_lm(ckpt, form, threads, quant, memo)
     t = torch.from_numpy(tokens)
     logits = lm.forward(t)[0].numpy()
     err = rel_err(logits, want)
-    if err > 1e-3:
+    if quant is None and err > 1e-3:
         raise RuntimeError(f"torch/{form} logits differ from our runtime's: max rel err {err:.2e}")
     s = timed(lambda: lm.forward(t), runs, warmup)
-    s["check"] = err
+    s["check"], s["check_mean"] = err, mean_rel_err(logits, want)
     return s
 
 
-def torch_decode(ckpt, form, prompt, nxt, threads, runs, warmup):
+def torch_decode(ckpt, form, prompt, nxt, threads, runs, warmup, quant=None, memo=None):
     import torch
-    import torch_model
-    torch.set_num_threads(threads)
-    lm = torch_model.load(ckpt, form)
+    lm = torch_lm(ckpt, form, threads, quant, memo)
     p, nxt, steps = torch.from_numpy(prompt), torch.from_numpy(nxt), nxt.shape[1]
 
     def one_run(times):
@@ -373,10 +401,13 @@ def prepare(tools, name, synth_args, cache, kinds):
         "kv-custom": ["--kv-cache"],
         "kv-dense": ["--decompose", "--kv-cache", "--experts", "dense"],
         "kv-gather": ["--decompose", "--kv-cache", "--experts", "gather"],
+        "plan-int8": ["--quantize", "int8"],
+        "plan-int4": ["--quantize", "int4", "--group-size", "32"],
+        "plan-bf16": ["--dtype", "bf16"],
     }
     files = {}
     for kind in kinds:
-        out = os.path.join(d, f"{kind}.shplan" if kind == "plan" else f"{kind}.onnx")
+        out = os.path.join(d, f"{kind}.shplan" if kind.startswith("plan") else f"{kind}.onnx")
         if not os.path.exists(out):
             log(f"[{name}] compile {kind}")
             run([tools.compile, ckpt, "-o", out, *flags[kind]])
@@ -409,7 +440,7 @@ def race_engines(engines, a):
                 log(f"    {label}: FAILED {failed[label]['error']}")
                 continue
             times.setdefault(label, []).extend(res["times_ms"])
-            extra[label] = {k: v for k, v in res.items() if k == "check"}
+            extra[label] = {k: v for k, v in res.items() if k in ("check", "check_mean", "kernel_paths")}
     r = {}
     for label, _ in engines:
         if label in failed:
@@ -471,6 +502,139 @@ def decode_case(tools, name, spec, a):
     flops = forward_flops(cfg, batch, 1, seq + steps // 2)  # one step at the mean context
     return {"case": name, "mode": "decode", "batch": batch, "seq": seq, "steps": steps, "tokens": batch,
             "flops": flops, "bytes": decode_bytes(cfg, seq + steps // 2), "results": r}
+
+
+# our plans in the quantized cases: label, compiled kind (`prepare`), precision
+QUANT_OURS = [("ours-plan f32", "plan", "f32"), ("ours-plan int8", "plan-int8", "int8"),
+              ("ours-plan int4 (g32)", "plan-int4", "int4"), ("ours-plan bf16", "plan-bf16", "bf16")]
+ORT_SCHEMES = {"int8": "dynamic int8", "int4": f"MatMulNBits int4 b{quant_peers.ORT_INT4_BLOCK}"}
+
+
+def unavailable(why):
+    """An engine that fails with `why` (reported in its row)."""
+    def fn(_runs):
+        raise RuntimeError(why)
+    return fn
+
+
+def ort_quantized(files, kind, scheme, form):
+    """The path of ORT's `scheme` quantization of the compiled file `files[kind]` (made once)."""
+    src = files[kind]
+    dst = src.replace(".onnx", f".ort-{scheme}.onnx")
+    if not os.path.exists(dst):
+        log(f"    ORT {scheme} quantization of {os.path.basename(src)} ...")
+        quant_peers.ort_quantize(src, dst, scheme, form)
+    return dst
+
+
+def last_line(e):
+    """The last line of an exception's text (what a failed engine's row shows)."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[-1][:300]
+
+
+def quant_ours(tools, files, spec, a, want, tokens):
+    """Our plans' engines: [(label, fn)], their precisions and (forward) logits checks."""
+    _, batch, seq, mode = spec
+    steps = a.decode_steps if mode == "quant-decode" else None
+    engines, checks = [], {}
+    for label, kind, _ in QUANT_OURS:
+        if not files.get(kind, "").endswith(".shplan"):  # absent, or why its compile failed
+            engines.append((label, unavailable(files.get(kind) or "switchhead-compile has no --quantize")))
+            continue
+        if want is not None and kind != "plan":  # `want` is the f32 plan's
+            try:
+                got = tools.logits(files[kind], tokens, a.cache, a.threads)
+                checks[label] = {"check": rel_err(got, want), "check_mean": mean_rel_err(got, want)}
+            except RuntimeError as e:
+                log(f"    {label}: switchhead logits failed: {last_line(e)}")
+        fn = lambda n, f=files[kind], label=label: {  # noqa: E731
+            **tools.bench(f, batch, seq, n, a.warmup, a.threads, steps), **checks.get(label, {})}
+        engines.append((label, fn))
+    return engines
+
+
+def quant_peers_engines(files, ckpt, spec, a, want, inputs, paths):
+    """ONNX Runtime's int8/int4 forms and PyTorch's dynamic int8: [(label, fn)]; fills `paths`."""
+    _, _, _, mode = spec
+    decode = mode == "quant-decode"
+    engines = []
+    # ORT's gather form at batch 8 x 256 ran 4.6x slower than its dense form in fp32: prefill races dense only
+    for form in ("gather", "dense") if decode else ("dense",):
+        kind = f"kv-{form}" if decode else f"decompose-{form}"
+        for scheme, what in ORT_SCHEMES.items():
+            label = f"ort {what} ({form} experts)"
+            try:
+                f = ort_quantized(files, kind, scheme, form)
+                paths[label] = quant_peers.ort_paths(f, a.threads)
+            except Exception as e:  # noqa: BLE001 - report the engine, go on
+                engines.append((label, unavailable(f"ORT's {scheme} quantization or session failed: {last_line(e)}")))
+                continue
+            if decode:
+                fn = lambda n, f=f: ort_decode(f, *inputs, a.threads, n, a.warmup, a.memo)  # noqa: E731
+            else:
+                fn = lambda n, f=f: ort_forward(f, *inputs, a.threads, n, a.warmup, want, a.memo)  # noqa: E731
+            engines.append((label, fn))
+    for form in ("dense", "sorted"):
+        label = f"torch dynamic int8 ({form} experts)"
+        run_fn = torch_decode if decode else torch_forward
+        extra = () if decode else (want,)
+
+        def fn(n, form=form, label=label, run_fn=run_fn, extra=extra):
+            lm = torch_lm(ckpt, form, a.threads, "int8", a.memo)
+            paths.setdefault(label, quant_peers.torch_paths(lm))
+            return run_fn(ckpt, form, *inputs, a.threads, n, a.warmup, *extra, quant="int8", memo=a.memo)
+        engines.append((label, fn))
+    return engines
+
+
+def precision_of(label):
+    for p in ("int8", "int4", "bf16", "f32"):
+        if p in label:
+            return p
+    return "f32"
+
+
+def quant_case(tools, name, spec, a):
+    """Our f32, int8, int4 (group 32) and bf16 plans beside ONNX Runtime's dynamic int8 and
+    4-bit MatMul forms of the `--decompose` file and PyTorch's dynamic int8, in rounds."""
+    synth_args, batch, seq, mode = spec
+    decode = mode == "quant-decode"
+    onnx = ["kv-gather", "kv-dense"] if decode else ["decompose-dense"]
+    ckpt, files = prepare(tools, name, synth_args, a.cache, ["plan"] + onnx)
+    for _, kind, _ in QUANT_OURS[1:]:  # a failed compile fails only its engine: {kind: why}
+        if tools.quantize or not kind.endswith(("int8", "int4")):
+            try:
+                files |= prepare(tools, name, synth_args, a.cache, [kind])[1]
+            except RuntimeError as e:
+                files[kind] = f"switchhead-compile failed: {last_line(e)}"
+    cfg = load_cfg(ckpt)
+    tokens = bench_tokens(batch, seq, cfg["vocab_size"])
+    if decode:
+        want, inputs = None, (tokens, bench_tokens(batch, a.decode_steps, cfg["vocab_size"], seed=1))
+    else:
+        want = tools.logits(files["plan"], tokens, a.cache, a.threads)
+        inputs = (tokens,)
+    a.memo, paths = {}, {}
+    engines = quant_ours(tools, files, spec, a, want, tokens)
+    engines += quant_peers_engines(files, ckpt, spec, a, want, inputs, paths)
+    try:
+        r = race_engines(engines, a)
+    finally:
+        a.memo = None  # the sessions and models go
+    for label, v in r.items():
+        if label.startswith("ours"):
+            kp = v.pop("kernel_paths", None)
+            paths[label] = (kp if isinstance(kp, str) else json.dumps(kp)) if kp else \
+                "not reported by this build's switchhead bench"
+    out = {"case": name, "mode": mode, "batch": batch, "seq": seq, "tokens": batch if decode else batch * seq,
+           "results": r, "paths": paths, "precision": {label: precision_of(label) for label in r}}
+    if decode:
+        ctx = seq + a.decode_steps // 2  # the mean context of a step
+        out["steps"] = a.decode_steps
+        out["step_bytes"] = {label: quant_peers.plan_step_bytes(files[kind], cfg, ctx)
+                             for label, kind, _ in QUANT_OURS if isinstance(files.get(kind), str)
+                             and files[kind].endswith(".shplan")}
+    return out
 
 
 def op_ms(profile, op):
@@ -588,6 +752,87 @@ def decode_bounds(cases, bandwidth):
     return lines
 
 
+def quant_table(cases, bandwidth):
+    """The quantized cases' table: every engine against our f32 plan, and (decode) our plans
+    against reading their own weights once."""
+    lines = ["| case | engine | precision | median ms | p10-p90 ms | min-max ms | tokens/s | "
+             "engine/ours-plan f32 | x reading its weights once | logits vs f32 plan, max / mean rel |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cases:
+        base = c["results"].get("ours-plan f32", {}).get("median_ms")
+        what = (f"{c['case']} [{c['batch']}, ctx {c['seq']}, {c['steps']} steps]" if c["mode"] == "quant-decode"
+                else f"{c['case']} [{c['batch']}x{c['seq']}]")
+        for label, v in c["results"].items():
+            prec = c["precision"][label]
+            if "median_ms" not in v:
+                lines.append(f"| {what} | {label} | {prec} | n/a: {v['error']} | | | | | | |")
+                continue
+            med = v["median_ms"]
+            ratio = f"{med / base:.2f}" if base else "-"
+            floor = ""
+            if label in c.get("step_bytes", {}):
+                floor = f"{med / floor_ms(c['step_bytes'][label], bandwidth):.2f}"
+            check = f"{v['check']:.1e} / {v['check_mean']:.1e}" if "check_mean" in v else ""
+            lines.append(f"| {what} | {label} | {prec} | {med:.2f} | {v['p10_ms']:.2f}-{v['p90_ms']:.2f} | "
+                         f"{v['min_ms']:.2f}-{v['max_ms']:.2f} | {c['tokens'] / (med / 1e3):,.0f} | {ratio} | "
+                         f"{floor} | {check} |")
+    return "\n".join(lines)
+
+
+def floor_ms(step_bytes, bandwidth):
+    """Milliseconds to read (weight bytes, KV bytes) once at `bandwidth` GB/s."""
+    return sum(step_bytes) / (bandwidth * 1e9) * 1e3
+
+
+def fastest(c, prec, prefix):
+    """(label, median) of the fastest engine of `prec` whose label starts with / does not start
+    with "ours" (prefix "ours" / "peer"); None when none ran."""
+    ok = [(v["median_ms"], k) for k, v in c["results"].items() if "median_ms" in v and c["precision"][k] == prec
+          and k.startswith("ours") == (prefix == "ours")]
+    return (min(ok)[1], min(ok)[0]) if ok else None
+
+
+def quant_lines(cases, bandwidth):
+    """Per quantized case: each precision's speed against our f32 plan and the fastest peer of
+    that precision, the decode bound, and the path each engine took."""
+    lines = []
+    for c in cases:
+        f32 = c["results"].get("ours-plan f32", {}).get("median_ms")
+        lines.append(f"**{c['case']}**:")
+        for prec in ("int8", "int4", "bf16"):
+            ours, peer = fastest(c, prec, "ours"), fastest(c, prec, "peer")
+            if not ours:
+                continue
+            txt = f"our {prec} plan {ours[1]:.2f} ms"
+            if f32:
+                txt += f": speedup {f32 / ours[1]:.2f}x over our f32 plan ({f32:.2f} ms)"
+            if peer:
+                txt += f"; speedup {peer[1] / ours[1]:.2f}x over the fastest {prec} peer, {peer[0]} ({peer[1]:.2f} ms)"
+            lines.append(f"- {txt}.")
+        for label, (wb, kv) in c.get("step_bytes", {}).items():
+            v = c["results"].get(label, {})
+            if "median_ms" in v:
+                fl = floor_ms((wb, kv), bandwidth)
+                lines.append(f"- decode bound, {label}: a step reads {wb / 1e6:.1f} MB of its plan's weights "
+                             f"(as stored) and {kv / 1e6:.1f} MB of f32 KV cache; at {bandwidth:.1f} GB/s that "
+                             f"takes {fl:.2f} ms; the step took {v['median_ms']:.2f} ms = {v['median_ms'] / fl:.2f}x.")
+        lines.append("- paths: " + "; ".join(f"{k}: `{p}`" for k, p in c["paths"].items()) + ".")
+        lines.append("")
+    return lines
+
+
+def cpu_flags():
+    """The CPU's flags that the int8/bf16 kernel paths depend on (Linux /proc/cpuinfo)."""
+    want = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
+            "amx_tile", "amx_int8", "amx_bf16")
+    try:
+        with open("/proc/cpuinfo") as f:
+            have = next(line for line in f if line.startswith("flags")).split(":", 1)[1].split()
+    except (OSError, StopIteration):
+        return "unknown"
+    return " ".join(w for w in want if w in have) or "none of the SIMD flags"
+
+
 def machine():
     try:
         model = [l.split(":", 1)[1].strip() for l in run(["lscpu"]).splitlines() if l.startswith("Model name")][0]
@@ -607,6 +852,7 @@ def main():
                     help="run the engines of a case in turn this many times, the timed runs split among the rounds")
     ap.add_argument("--decode-steps", type=int, default=32)
     ap.add_argument("--gemm-n", type=int, default=2048)
+    ap.add_argument("--n-layers", type=int, help="override every synthesized model's layer count (smoke runs of big shapes)")
     ap.add_argument("--bin-dir", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release"))
     ap.add_argument("--cache", help="checkpoint/compiled-file dir (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the cache dir's files")
@@ -630,7 +876,7 @@ def main():
     os.makedirs(a.cache, exist_ok=True)
     tools = Tools(a.bin_dir)
     load_before = os.getloadavg()[0]
-    log(f"plan output (.shplan) supported: {tools.plan}")
+    log(f"plan output (.shplan) supported: {tools.plan}; --quantize: {tools.quantize}")
     log("GEMM ceiling ...")
     ceilings = gemm_ceiling(a.gemm_n, a.threads)
     bandwidth = memory_bandwidth(a.threads)
@@ -642,8 +888,10 @@ def main():
             if a.quick:
                 spec = (spec[0], spec[1], 64, spec[3])
             log(f"[{name}]")
-            fn = {"decode": decode_case, "attention": attention_case,
-                  "memory": memory_case}.get(spec[3], forward_case)
+            if a.n_layers and spec[0]:
+                spec = (spec[0] + ["--n-layers", str(a.n_layers)], *spec[1:])
+            fn = {"decode": decode_case, "attention": attention_case, "memory": memory_case,
+                  "quant-decode": quant_case, "quant-forward": quant_case}.get(spec[3], forward_case)
             cases.append(fn(tools, name, spec, a))
             later = {k for n in names[names.index(name) + 1 :] for k in model_keys(n)}
             for key in model_keys(name):
@@ -653,6 +901,8 @@ def main():
         if tmp and not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     model, cores = machine()
+    plain = [c for c in cases if c["mode"] in ("forward", "forward-ours", "decode")]
+    quant = [c for c in cases if c["mode"].startswith("quant")]
     load_after = os.getloadavg()[0]
     # again at the end: one measurement can fall in a slow minute and flatter every share
     log("GEMM ceiling again ...")
@@ -664,13 +914,14 @@ def main():
         f"Machine: {model}, {cores} logical CPUs; {a.threads} threads for every engine; "
         f"{a.rounds} rounds of {max(1, -(-a.runs // a.rounds))} timed runs after {a.warmup} warmup per engine; "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"CPU flags: {cpu_flags()}.",
         f"Machine load (1-min load average) at start {load_before:.1f}, at end {load_after:.1f}.",
         f"GEMM ceiling (fp32 {a.gemm_n}^3, GFLOP/s, at the start and at the end): {ceil_txt}; "
         f"ceiling = the best, {ceiling:.0f}.",
         f"Command: `{' '.join([os.path.basename(sys.executable)] + sys.argv)}`",
         "",
-        table([c for c in cases if "results" in c], ceiling),
-        "",
+        *([table(plain, ceiling), ""] if plain else []),
+        *([quant_table(quant, bandwidth), ""] + quant_lines(quant, bandwidth) if quant else []),
         *decode_bounds(cases, bandwidth),
         *measure_lines(cases),
         "engine/ours: median time of the engine divided by ours (> 1: ours is faster). "

@@ -48,6 +48,9 @@ use super::proto::{
     StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto, data_type,
     tensor_shape_proto, type_proto,
 };
+use super::quantize::{
+    OnnxQuant, QUANT_IR_VERSION, QUANT_OPSET, quantized_initializers, quantized_weights,
+};
 use crate::error::ImportError;
 use crate::ir::{DType, Dim, Graph, ValueDef, ValueId};
 use crate::model::Weights;
@@ -86,6 +89,9 @@ pub struct EmitOptions {
     /// Formulation of the routed experts in the standard-op decomposition (the `--decompose`
     /// graph and the custom ops' function bodies).
     pub experts: ExpertForm,
+    /// Weight-only quantization of the projection and expert weights ([`super::quantize`]):
+    /// `DequantizeLinear` nodes, default-domain opset 21, IR version 10. None: float weights.
+    pub quant: Option<OnnxQuant>,
 }
 
 /// Why a model could not be emitted or written.
@@ -111,7 +117,11 @@ pub enum EmitError {
 pub fn emit(graph: &Graph, weights: &Weights, opts: &EmitOptions) -> Result<ModelProto, EmitError> {
     let weights = &crate::ir::materialize(graph, weights)?;
     let mut nodes = Vec::new();
-    let initializer = initializers(graph, weights, opts.dtype, &mut nodes)?;
+    let initializer = initializers(graph, weights, opts, &mut nodes)?;
+    let (opset_version, ir_version) = match opts.quant {
+        Some(_) => (QUANT_OPSET, QUANT_IR_VERSION),
+        None => (OPSET, IR_VERSION),
+    };
     let mut functions: Vec<(Vec<AttributeProto>, FunctionProto)> = Vec::new();
     let (mut kv_inputs, mut kv_outputs) = (Vec::new(), Vec::new());
     if opts.kv_cache && attention_nodes(graph).any(|a| a.pos == PosEncoding::Xl) {
@@ -132,7 +142,7 @@ pub fn emit(graph: &Graph, weights: &Weights, opts: &EmitOptions) -> Result<Mode
             match custom_attrs(&node.op) {
                 Some(mut attrs) if !opts.decompose => {
                     attrs.push(attr_i("kv_cache", 1));
-                    add_function(&mut functions, &node.op, &attrs, ctx, true)?;
+                    add_function(&mut functions, &node.op, &attrs, ctx, true, opset_version)?;
                     b.op_to(node.op.name(), DOMAIN, &inputs, attrs, outs);
                 }
                 _ => {
@@ -159,7 +169,7 @@ pub fn emit(graph: &Graph, weights: &Weights, opts: &EmitOptions) -> Result<Mode
         }
         match custom_attrs(&node.op) {
             Some(attrs) if !opts.decompose => {
-                add_function(&mut functions, &node.op, &attrs, ctx, false)?;
+                add_function(&mut functions, &node.op, &attrs, ctx, false, opset_version)?;
                 b.op_to(node.op.name(), DOMAIN, &inputs, attrs, vec![out]);
             }
             _ => {
@@ -195,12 +205,12 @@ pub fn emit(graph: &Graph, weights: &Weights, opts: &EmitOptions) -> Result<Mode
         output: outputs,
         ..Default::default()
     };
-    let mut opset_import = vec![opset("", OPSET)];
+    let mut opset_import = vec![opset("", opset_version)];
     if !functions.is_empty() {
         opset_import.push(opset(DOMAIN, 1));
     }
     Ok(ModelProto {
-        ir_version: IR_VERSION,
+        ir_version,
         opset_import,
         producer_name: "switchhead".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
@@ -254,7 +264,7 @@ fn metadata(graph: &Graph, opts: &EmitOptions) -> Vec<StringStringEntryProto> {
         PosEncoding::Rope { .. } => "rope",
         PosEncoding::Xl => "xl",
     });
-    let entries: [(&str, Option<String>); 9] = [
+    let entries: [(&str, Option<String>); 10] = [
         ("n_layers", Some(attention_nodes(graph).count().to_string())),
         (
             "d_model",
@@ -270,6 +280,7 @@ fn metadata(graph: &Graph, opts: &EmitOptions) -> Vec<StringStringEntryProto> {
         ("kv_cache", Some(u8::from(opts.kv_cache).to_string())),
         ("chunk_size", opts.chunk_size.map(|c| c.to_string())),
         ("format_version", Some("1".into())),
+        ("quantize", opts.quant.map(|q| q.label())),
     ];
     entries
         .into_iter()
@@ -292,6 +303,7 @@ fn plan_graph_entry(
         dtype: opts.dtype,
         chunk_size: opts.chunk_size,
         panels: false,
+        ..Default::default()
     };
     let plan = crate::plan::plan_graph(graph, weights, &plan_opts).ok()?;
     let value = String::from_utf8(plan.to_json()).ok()?;
@@ -426,6 +438,7 @@ fn add_function(
     attrs: &[AttributeProto],
     ctx: OpContext,
     kv: bool,
+    opset_version: i64,
 ) -> Result<(), EmitError> {
     if let Some((existing, _)) = functions.iter().find(|(_, f)| f.name == op.name()) {
         if existing.as_slice() == attrs {
@@ -462,29 +475,40 @@ fn add_function(
         attribute: attrs.iter().map(|a| a.name.clone()).collect(),
         node: b.nodes,
         doc_string: format!("Standard-op decomposition of {}::{}", DOMAIN, op.name()),
-        opset_import: vec![opset("", OPSET)],
+        opset_import: vec![opset("", opset_version)],
         ..Default::default()
     };
     functions.push((attrs.to_vec(), f));
     Ok(())
 }
 
-/// Initializers for every weight value, in value order; f16/bf16 ones get a `Cast` node
-/// (appended to `nodes`) whose output carries the weight's name.
+/// Initializers for every weight value, in value order; f16/bf16 ones get a `Cast` node and
+/// quantized ones a `DequantizeLinear` node (appended to `nodes`) whose output carries the
+/// weight's name.
 fn initializers(
     graph: &Graph,
     weights: &Weights,
-    dtype: WeightDType,
+    opts: &EmitOptions,
     nodes: &mut Vec<super::proto::NodeProto>,
 ) -> Result<Vec<TensorProto>, EmitError> {
+    let quantized = match opts.quant {
+        Some(_) => quantized_weights(graph, weights),
+        None => Default::default(),
+    };
     let mut out = Vec::new();
-    for v in &graph.values {
+    for (i, v) in graph.values.iter().enumerate() {
         let ValueDef::Weight(name) = &v.def else {
             continue;
         };
         let t = weights.tensor(name)?;
+        if let (Some(q), true) = (opts.quant, quantized.contains(&ValueId(i as u32))) {
+            let (inits, node) = quantized_initializers(name, t.shape(), t.data(), q)?;
+            nodes.push(node);
+            out.extend(inits);
+            continue;
+        }
         let dims = t.shape().iter().map(|&d| d as i64).collect();
-        let (suffix, data_type, raw) = encode(t.data(), dtype);
+        let (suffix, data_type, raw) = encode(t.data(), opts.dtype);
         let stored = match suffix {
             "" => name.clone(),
             s => format!("{name}.{s}"),

@@ -42,10 +42,11 @@ pub(crate) fn plan_map(path: &Path) -> Result<memmap2::Mmap, RuntimeError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut model = pb::ModelProto::decode(bytes.as_slice()).map_err(|e| RuntimeError::NotOnnx {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let mut model =
+        pb::ModelProto::decode(bytes.as_slice()).map_err(|e| RuntimeError::NotOnnx {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     drop(bytes);
     let dir = path.parent().unwrap_or(Path::new("."));
     super::fold_dequantize(&mut model, dir)?;
