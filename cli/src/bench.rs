@@ -128,6 +128,8 @@ struct Report {
     times_ms: Vec<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     profile: Option<Vec<OpTime>>,
+    /// The CPU kernel path of each weight format (`switchhead_runtime::kernel_paths`).
+    kernel_paths: String,
     /// The process's peak resident memory so far (Linux `VmHWM`): load, warmup and runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     peak_rss_kib: Option<u64>,
@@ -185,6 +187,7 @@ pub fn run(args: Args) -> Result<()> {
         stats,
         times_ms: times.iter().map(|d| d.as_secs_f64() * 1e3).collect(),
         profile,
+        kernel_paths: switchhead_runtime::kernel_paths(),
         peak_rss_kib: peak_rss_kib(),
     };
     match args.json {
@@ -222,6 +225,7 @@ fn print_text(r: &Report) {
         s.min_ms, s.p10_ms, s.p90_ms, s.max_ms
     );
     println!("throughput: {:.1} tokens/s", r.tokens_per_s);
+    println!("kernel paths: {}", r.kernel_paths);
     if let Some(kib) = r.peak_rss_kib {
         println!("peak RSS: {:.1} MiB", kib as f64 / 1024.0);
     }

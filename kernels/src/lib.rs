@@ -32,3 +32,16 @@ pub use moe_attention::{MoeAttentionWeights, Projections, moe_attention};
 pub use norm::{add_in_place, concat_seq, embedding, layer_norm, relu_in_place, softmax_rows};
 pub use sigma_moe::{SigmaMoeWeights, sigma_moe};
 pub use weight::{WeightLayout, WeightRef};
+
+/// The kernel path each weight format takes on this CPU, e.g. `"f32: avx512f, int8:
+/// avx512-vnni, int4: avx512-vnni, bf16: avx512-bf16"` (what `switchhead bench` reports).
+pub fn kernel_paths() -> String {
+    #[cfg(target_arch = "x86_64")]
+    let f32_path = match gemm::avx512_available() {
+        true => "avx512f",
+        false => "matrixmultiply",
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let f32_path = "matrixmultiply";
+    format!("f32: {f32_path}, {}", quant::paths())
+}

@@ -21,8 +21,8 @@ pub use crate::positions::PositionKeyCache;
 use crate::positions::{RopeTable, xl_position_keys};
 pub use crate::projections::Projections;
 use crate::projections::{Block, Projected};
-use crate::weight::WeightRef;
 use crate::routing::{ExpertGroups, Routing, SlotTable, route_logits};
+use crate::weight::WeightRef;
 
 /// The weights of one attention layer, shapes as `Op::MoEAttention` documents: q, k and
 /// the routers as [`Projections`] says; the experts variant's V/O stacks as [`WeightRef`]

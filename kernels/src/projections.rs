@@ -117,9 +117,7 @@ impl Projected {
             Projections::Separate { q, k, sel_v, sel_o } => [
                 Some(run(query(q, b.q))),
                 Some(run(keys(k, b.k))),
-                sel_v
-                    .filter(|_| b.sel_v > 0)
-                    .map(|s| run(keys(s, b.sel_v))),
+                sel_v.filter(|_| b.sel_v > 0).map(|s| run(keys(s, b.sel_v))),
                 sel_o
                     .filter(|_| b.sel_o > 0)
                     .map(|s| run(query(s, b.sel_o))),

@@ -7,8 +7,8 @@
 
 use crate::gemm::{Dispatch, Slots};
 use crate::linear::project_rows;
-use crate::weight::WeightRef;
 use crate::parallel::par_map;
+use crate::weight::WeightRef;
 
 /// Routing decisions for `n` rows: `[n, groups, k]` flat expert ids and gates.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,8 +7,8 @@
 use crate::KernelError;
 use crate::error::check_len;
 use crate::gemm::{Experts, grouped_gemm};
-use crate::weight::WeightRef;
 use crate::routing::{ExpertGroups, Router, SlotTable, route};
+use crate::weight::WeightRef;
 
 /// Weights of one σ-MoE block (the stacks as [`WeightRef`] says of expert stacks).
 #[derive(Debug, Clone, Copy)]

@@ -120,10 +120,7 @@ fn attrs(pos: PosEncoding) -> MoeAttentionAttrs {
 
 /// The layer's weights, packed or f32.
 fn weights(l: &Layer, pack: bool) -> MoeAttentionWeights<'_> {
-    let pick = |(p, f): &'_ (PackedWeight, Tensor)| match pack {
-        true => WeightRef::Packed(p),
-        false => WeightRef::row_major(f.data()),
-    };
+    let pick = |w| pick(w, pack);
     MoeAttentionWeights {
         proj: Projections::Separate {
             q: pick(&l.q),
@@ -135,6 +132,14 @@ fn weights(l: &Layer, pack: bool) -> MoeAttentionWeights<'_> {
         o: pick(&l.o),
         pos_to_pk: Some(pick(&l.pk)),
         pos_keys: None,
+    }
+}
+
+/// The packed weight or the f32 it stands for.
+fn pick((p, f): &(PackedWeight, Tensor), pack: bool) -> WeightRef<'_> {
+    match pack {
+        true => WeightRef::Packed(p),
+        false => WeightRef::row_major(f.data()),
     }
 }
 

@@ -28,5 +28,6 @@ pub use error::RuntimeError;
 pub use info::{KvShape, ModelInfo};
 pub use options::{BackendKind, DeviceDType, SessionOptions};
 pub use session::Session;
+pub use switchhead_kernels::kernel_paths;
 pub use tensors::{KvCache, Logits, TokenBatch, XlMemory};
 pub use tokenizer::{DecodeStream, Encoding, Tokenizer, TokenizerError};

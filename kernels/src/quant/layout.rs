@@ -174,6 +174,13 @@ impl PackedWeight {
                 "must be at least 1",
             ));
         }
+        if group.min(inp) > MAX_INT4_BLOCK {
+            let reason = format!(
+                "blocks of {} values; at most {MAX_INT4_BLOCK}",
+                group.min(inp)
+            );
+            return Err(KernelError::attr("int4 weight", "group", reason));
+        }
         let row_bytes = inp.div_ceil(2);
         check(
             "int4 weight values",

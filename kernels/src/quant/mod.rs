@@ -39,7 +39,7 @@ mod tests;
 
 #[allow(unused_imports)] // until the kernels' `Stored` weights call it
 pub(crate) use dispatch::packed_gemm;
-pub use dispatch::{bf16_native, paths};
 #[doc(hidden)]
 pub use dispatch::{bench_f32_panels, bench_packed, bench_paths};
+pub use dispatch::{bf16_native, paths};
 pub use layout::{PackedKind, PackedWeight};

@@ -8,8 +8,8 @@
 //! routers, and merged projections that include them): a gate rounded to bf16 flips near-tied
 //! expert choices, which moved `rope`'s logits by 5% against 0.1% with them in f32.
 
-use switchhead_kernels::gpu::{Device, DeviceDesc, GpuError, WType, bf16_bytes, f32_bytes};
 use crate::native::{Program, WeightStore};
+use switchhead_kernels::gpu::{Device, DeviceDesc, GpuError, WType, bf16_bytes, f32_bytes};
 
 /// Environment variable capping the device memory the runtime assumes is there, in MiB (to
 /// share a device, or to check the out-of-memory path on a large one).
