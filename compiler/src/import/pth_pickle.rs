@@ -444,7 +444,7 @@ mod tests {
 
     #[test]
     fn objects_nested_deeper_than_the_limit_are_refused() {
-        let nested = |depth: usize| [b"N".repeat(1), vec![0x85; depth], b".".to_vec()].concat();
+        let nested = |depth: usize| [b"N".to_vec(), vec![0x85; depth], b".".to_vec()].concat();
         assert_eq!(scan(&nested(super::MAX_DEPTH as usize - 1)), Ok(()));
         let err = scan(&nested(100_000)).expect_err("100,000 nested tuples");
         assert!(err.contains("nest deeper"), "{err}");

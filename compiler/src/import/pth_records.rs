@@ -83,7 +83,7 @@ fn record(name: &Object, value: &Object) -> Result<(), String> {
     if class(callable) != Some(("torch._utils", "_rebuild_tensor_v2")) {
         return Ok(());
     }
-    rebuild_args(args).map_or(Ok(()), |why| refuse(why))
+    rebuild_args(args).map_or(Ok(()), refuse)
 }
 
 /// What in `_rebuild_tensor_v2`'s arguments would make candle panic, if anything.
