@@ -69,16 +69,61 @@ fn pth_claiming_a_4_tib_tensor_is_refused_before_allocating() {
     );
 }
 
-/// Found by `pth_import`: a 778-byte `.pth` whose pickle has a string opcode claiming
-/// 0xFFFF0001 bytes; candle's pickle reader (`PthTensors::new`) allocates that much before
-/// reading. Not fixed yet (it needs a length check inside candle's reader, or our own bound
-/// on `data.pkl` before it): ignored until then.
-#[test]
-#[ignore = "candle's pickle reader allocates a claimed 4 GiB string before reading (not fixed)"]
-fn pth_pickle_claiming_a_4_gib_string_is_refused_before_allocating() {
-    let name = "pth-pickle-claims-4gib-string.pth";
+/// Loads the `.pth` regression input `name` beside the gated config; its error's text.
+fn pth_refusal(name: &str) -> String {
     let bytes = std::fs::read(regressions().join(name)).expect("regression file");
-    let path = beside_gated_config("pth-pkl", "model.pth", &bytes);
+    let path = beside_gated_config(name.trim_end_matches(".pth"), "model.pth", &bytes);
     let err = load_model(&path, &LoadOptions::default()).expect_err("a corrupt pickle");
     assert!(matches!(err, ImportError::Corrupt { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("model.pth") && text.contains("data.pkl"),
+        "{text}"
+    );
+    text
+}
+
+/// Found by `pth_import`: a 778-byte `.pth` whose pickle has a string opcode claiming
+/// 0xFFFF0001 bytes; candle's pickle reader (`PthTensors::new`) allocated that much before
+/// reading. The pickle's lengths are now checked first.
+#[test]
+fn pth_pickle_claiming_a_4_gib_string_is_refused_before_allocating() {
+    let text = pth_refusal("pth-pickle-claims-4gib-string.pth");
+    assert!(
+        text.contains("opcode 0x58 at offset 153") && text.contains("claims 4294901761 bytes"),
+        "{text}"
+    );
+}
+
+/// candle's reader copies a memo entry on every get: doubling it 48 times (339 bytes) would
+/// build 2^48 objects.
+#[test]
+fn pth_pickle_doubling_a_memo_entry_is_refused_before_allocating() {
+    let text = pth_refusal("pth-pickle-memo-doubling.pth");
+    assert!(text.contains("builds over"), "{text}");
+}
+
+/// candle decodes a `LONG1` by shifting a byte in per byte: past 8 the shift overflows.
+#[test]
+fn pth_long1_of_9_bytes_is_refused() {
+    let text = pth_refusal("pth-long1-of-9-bytes.pth");
+    assert!(text.contains("LONG1 of 9 bytes"), "{text}");
+}
+
+/// candle takes `_rebuild_tensor_v2`'s 4th argument out of the tuple without checking its
+/// length: a panic on a record with 3.
+#[test]
+fn pth_tensor_record_with_3_arguments_is_refused() {
+    let text = pth_refusal("pth-record-with-3-arguments.pth");
+    assert!(
+        text.contains("tensor embedding.weight") && text.contains("fewer than 4 arguments"),
+        "{text}"
+    );
+}
+
+/// candle multiplies the storage offset, cast to `usize`, by the element size: -1 overflows.
+#[test]
+fn pth_negative_storage_offset_is_refused() {
+    let text = pth_refusal("pth-storage-offset-negative.pth");
+    assert!(text.contains("negative storage offset"), "{text}");
 }

@@ -15,6 +15,8 @@ mod layout;
 mod load;
 mod path;
 mod pth;
+mod pth_pickle;
+mod pth_records;
 mod safetensors;
 mod tensors;
 mod validate;

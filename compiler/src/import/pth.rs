@@ -2,6 +2,8 @@
 //!
 //! The training code saves `{"model": state_dict, ...}`; a bare state_dict is accepted too.
 //! Tensors are loaded into memory and widened to f32; their stored dtype is kept in the info.
+//! The pickle is checked first ([`super::pth_pickle`], [`super::pth_records`]): candle's
+//! reader trusts its lengths and the shape of its tensor records.
 
 use std::path::Path;
 
@@ -16,6 +18,7 @@ pub(crate) fn read(path: &Path) -> Result<Weights, ImportError> {
         path: path.to_path_buf(),
         source,
     })?;
+    check_before_candle(path)?;
     let pth = open(path)?;
     let mut names: Vec<&String> = pth
         .tensor_infos()
@@ -31,6 +34,14 @@ pub(crate) fn read(path: &Path) -> Result<Weights, ImportError> {
         weights.insert_owned(name.clone(), name.clone(), info, data);
     }
     Ok(weights)
+}
+
+/// Refuses a pickle that would make candle allocate beyond the file or panic.
+fn check_before_candle(path: &Path) -> Result<(), ImportError> {
+    for (entry, pickle) in super::pth_pickle::bounded_pickles(path)? {
+        super::pth_records::check(&pickle).map_err(|e| corrupt(path, format!("{entry}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// The state_dict under key "model", else the top-level object as a state_dict.
