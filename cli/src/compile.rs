@@ -202,7 +202,11 @@ fn options(args: &Args, output: &std::path::Path) -> Result<CompileOptions> {
 
 /// `--quantize` and `--group-size`, checked against each other and `--dtype`.
 fn quantize(args: &Args) -> Result<Option<PlanQuant>> {
-    let group = args.group_size.as_deref().map(str::parse::<usize>).transpose()?;
+    let group = args
+        .group_size
+        .as_deref()
+        .map(str::parse::<usize>)
+        .transpose()?;
     let bits = match (args.quantize, group) {
         (None, None) => return Ok(None),
         (None, Some(_)) => bail!("--group-size applies to --quantize int4 only"),

@@ -8,8 +8,8 @@ use common::{assert_close, random};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use switchhead_kernels::{
-    DenseFfnWeights, WeightLayout, WeightRef, concat_seq, dense_ffn, embedding, layer_norm, linear_with,
-    softmax_rows,
+    DenseFfnWeights, WeightLayout, WeightRef, concat_seq, dense_ffn, embedding, layer_norm,
+    linear_with, softmax_rows,
 };
 use switchhead_ops::plan::to_panels;
 
