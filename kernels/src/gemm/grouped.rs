@@ -25,7 +25,7 @@ use switchhead_ops::plan::PANEL;
 
 use super::{Mat, Start, gemm};
 use crate::parallel::par_map;
-use crate::quant::packed_gemm;
+use crate::quant::{PackedWeight, packed_gemm};
 use crate::weight::{WeightLayout, WeightRef};
 
 /// Per-slot addressing of a grouped product, slots in expert order.
@@ -72,13 +72,13 @@ impl<'a> Experts<'a> {
         }
     }
 
-    /// Expert e's f32 elements and their layout (None: packed).
-    fn f32_expert(&self, e: usize) -> Option<(&'a [f32], WeightLayout)> {
+    /// Expert e's f32 elements and their layout (an empty slice for a packed stack).
+    fn f32_expert(&self, e: usize) -> (&'a [f32], WeightLayout) {
         let WeightRef::F32(data, layout) = self.w else {
-            return None;
+            return (&[], WeightLayout::RowMajor);
         };
         let per = layout.stored_len(self.out, self.inp);
-        Some((&data[e * per..(e + 1) * per], layout))
+        (&data[e * per..(e + 1) * per], layout)
     }
 }
 
@@ -238,9 +238,10 @@ unsafe fn expert_product(
     if slots.src.is_empty() || cols.is_empty() {
         return;
     }
-    let Some((expert, layout)) = w.f32_expert(e) else {
+    let (expert, layout) = match w.w {
         // SAFETY: this function's contract.
-        return unsafe { packed_product(x, slots, w, e, cols, out) };
+        WeightRef::Packed(p) => return unsafe { packed_product(x, slots, (p, w), e, cols, out) },
+        WeightRef::F32(..) => w.f32_expert(e),
     };
     #[cfg(target_arch = "x86_64")]
     if layout == WeightLayout::Panels && super::avx512::available() {
@@ -276,14 +277,11 @@ unsafe fn expert_product(
 unsafe fn packed_product(
     x: &[f32],
     slots: Slots<'_>,
-    w: Experts<'_>,
+    (p, w): (&PackedWeight, Experts<'_>),
     e: usize,
     cols: Range<usize>,
     out: Out,
 ) {
-    let WeightRef::Packed(p) = w.w else {
-        return;
-    };
     let (c0, c1) = (cols.start * PANEL, (cols.end * PANEL).min(w.out));
     let block = gather(x, slots.src, w.inp);
     let a = Mat::rows(&block, slots.src.len(), w.inp);
