@@ -201,3 +201,38 @@ fn native_plan_decoding_matches_golden() {
         xl_check(name, &path);
     }
 }
+
+/// 150 tokens decoded one at a time on the native plan (the cache grows in place from 64
+/// rows to 128 and 256, copying only when it grows) give the full pass's logits; so do
+/// batch-1 decoders sharing steps (`Decoder::step_each`), whose caches grow the same way.
+#[test]
+fn growing_kv_cache_decoding_matches_the_full_pass() {
+    let path = compile_plan("rope", WeightDType::F32, None, "grow");
+    let session = Session::load(&path, SessionOptions::default()).expect("session");
+    let (batch, seq) = (2, 150);
+    let ids: Vec<i64> = (0..batch * seq)
+        .map(|i| ((i * 37 + 11) % 256) as i64)
+        .collect();
+    let tokens = TokenBatch::new(batch, seq, ids).expect("tokens");
+    let full = session.logits(&tokens).expect("full pass");
+    let err = max_rel_err(&decode(&session, &tokens, 5), &full.data);
+    assert!(err <= TOL, "batch decoder against the full pass: {err}");
+    let mut decoders: Vec<_> = (0..batch)
+        .map(|_| session.decoder().expect("decoder"))
+        .collect();
+    let vocab = session.vocab_size();
+    let mut rows = vec![Vec::new(); batch];
+    for t in 0..seq {
+        let next: Vec<i64> = (0..batch).map(|b| tokens.tokens[b * seq + t]).collect();
+        let mut each: Vec<_> = decoders.iter_mut().collect();
+        let logits = switchhead_runtime::Decoder::step_each(&mut each, &next).expect("shared step");
+        for (row, l) in rows.iter_mut().zip(logits) {
+            row.extend(l);
+        }
+    }
+    let shared: Vec<f32> = rows.concat();
+    assert_eq!(shared.len(), batch * seq * vocab);
+    let err = max_rel_err(&shared, &full.data);
+    assert!(err <= TOL, "shared steps against the full pass: {err}");
+    let _ = std::fs::remove_file(path);
+}

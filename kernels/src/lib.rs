@@ -26,7 +26,10 @@ pub mod routing;
 pub mod sigma_moe;
 
 pub use error::KernelError;
-pub use kv_attention::{KvPast, KvRows, KvStep, moe_attention_kv, moe_attention_kv_rows};
+pub use kv_attention::{
+    KvPast, KvSlab, KvStep, kv_with_capacity, moe_attention_kv, moe_attention_kv_in_place,
+    moe_attention_kv_rows,
+};
 pub use linear::{DenseFfnWeights, dense_ffn, linear, linear_with};
 pub use moe_attention::{MoeAttentionWeights, Projections, moe_attention};
 pub use norm::{add_in_place, concat_seq, embedding, layer_norm, relu_in_place, softmax_rows};

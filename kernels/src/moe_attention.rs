@@ -60,11 +60,18 @@ pub(crate) struct Ctx<'a> {
 }
 
 /// Keys and values for [`attend`]: `[batch*tk, H*dh]` row views, or the KV cache's
-/// head-major `[batch, H, tk, dh]`.
+/// head-major `[batch, H, capacity, dh]` (its first `tk` rows per head are read).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Kv<'a> {
-    Rows { k: Mat<'a>, v: Mat<'a> },
-    HeadMajor { k: &'a [f32], v: &'a [f32] },
+    Rows {
+        k: Mat<'a>,
+        v: Mat<'a>,
+    },
+    HeadMajor {
+        k: &'a [f32],
+        v: &'a [f32],
+        capacity: usize,
+    },
 }
 
 /// Runs the layer on a batch; returns y `[batch, t, d]`.
@@ -220,8 +227,8 @@ pub(crate) fn attend<'a>(
     let view = |m: Mat<'a>, rows, b: usize, head: usize| {
         m.row_range(b * rows, rows).col_range(head * dh, dh)
     };
-    let head_major = |data: &'a [f32], b: usize, head: usize| {
-        let at = (b * h + head) * tk * dh;
+    let head_major = |data: &'a [f32], capacity: usize, b: usize, head: usize| {
+        let at = (b * h + head) * capacity * dh;
         Mat::rows(&data[at..at + tk * dh], tk, dh)
     };
     let heads = par_map(cx.threads, batch * h, |i| {
@@ -232,7 +239,10 @@ pub(crate) fn attend<'a>(
         });
         let (k, v) = match kv {
             Kv::Rows { k, v } => (view(k, tk, b, head), view(v, tk, b, head)),
-            Kv::HeadMajor { k, v } => (head_major(k, b, head), head_major(v, b, head)),
+            Kv::HeadMajor { k, v, capacity } => (
+                head_major(k, capacity, b, head),
+                head_major(v, capacity, b, head),
+            ),
         };
         causal_head(Head {
             q: view(q, t, b, head),

@@ -7,8 +7,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use switchhead_kernels::moe_attention::Dims;
 use switchhead_kernels::{
-    KernelError, KvPast, MoeAttentionWeights, Projections, SigmaMoeWeights, WeightLayout,
-    WeightRef, moe_attention, moe_attention_kv, moe_attention_kv_rows, sigma_moe,
+    KernelError, KvPast, KvSlab, MoeAttentionWeights, Projections, SigmaMoeWeights, WeightLayout,
+    WeightRef, kv_with_capacity, moe_attention, moe_attention_kv, moe_attention_kv_in_place,
+    moe_attention_kv_rows, sigma_moe,
 };
 use switchhead_ops::Tensor;
 use switchhead_ops::moe_attention::{AttentionLayer, Positions, ValueOutput};
@@ -540,6 +541,41 @@ fn kv_case(c: Case, batch: usize, prefill: usize, steps: &[usize], seed: u64) {
             (key, value, at) = (step.key, step.value, at + t);
         }
         assert_eq!(key.len(), batch * c.heads * n * c.dh);
+        // the same steps appended in place to one cache with room to spare: the same y,
+        // and the same cache once compacted
+        let capacity = n + 5;
+        let (mut k_in, mut v_in) = (
+            vec![0f32; key.len() / n * capacity],
+            vec![0f32; value.len() / n * capacity],
+        );
+        let mut at = 0;
+        for &t in std::iter::once(&prefill).chain(steps) {
+            let xs = rows(x.data(), batch, n, c.d, at, at + t);
+            let slab = KvSlab {
+                key: &mut k_in,
+                value: &mut v_in,
+                past: at,
+                capacity,
+            };
+            let y =
+                moe_attention_kv_in_place(&attrs, &kw, &xs, dims(t), slab, 2).expect("in place");
+            assert_close(&y, &rows(&full, batch, n, c.d, at, at + t), 1e-5);
+            at += t;
+        }
+        let compact = |v: &[f32]| kv_with_capacity(v, batch * c.heads, (n, capacity), n, c.dh);
+        assert_close(&compact(&k_in), &key, 1e-6);
+        assert_close(&compact(&v_in), &value, 1e-6);
+        // a step with no room left is refused, naming the cache
+        let full_slab = KvSlab {
+            key: &mut k_in,
+            value: &mut v_in,
+            past: capacity,
+            capacity,
+        };
+        let xs = rows(x.data(), batch, n, c.d, 0, 1);
+        let err = moe_attention_kv_in_place(&attrs, &kw, &xs, dims(1), full_slab, 1)
+            .expect_err("no room");
+        assert!(err.to_string().contains("KV cache"), "{err}");
     }
 }
 
@@ -601,19 +637,36 @@ fn kv_rows_case(c: Case, seed: u64) {
         value: &caches[i].1,
         past: pasts[i],
     };
-    let all: Vec<KvPast<'_>> = (0..pasts.len()).map(past_of).collect();
-    let shared = moe_attention_kv_rows(&attrs, &kw, &next, c.d, &all, 2).expect("rows step");
-    for i in 0..pasts.len() {
+    // The shared step appends in place to caches with 3 rows of room (sequence i's rows
+    // `pasts[i] + 3` apart per head).
+    let dh = c.dh;
+    let room = |i: usize, cache: &[f32]| {
+        kv_with_capacity(cache, c.heads, (pasts[i], pasts[i]), pasts[i] + 3, dh)
+    };
+    let mut grown: Vec<(Vec<f32>, Vec<f32>)> = (0..pasts.len())
+        .map(|i| (room(i, &caches[i].0), room(i, &caches[i].1)))
+        .collect();
+    let mut slabs: Vec<KvSlab<'_>> = grown
+        .iter_mut()
+        .zip(pasts)
+        .map(|((key, value), past)| KvSlab {
+            key,
+            value,
+            past,
+            capacity: past + 3,
+        })
+        .collect();
+    let shared = moe_attention_kv_rows(&attrs, &kw, &next, c.d, &mut slabs, 2).expect("rows step");
+    drop(slabs);
+    for (i, (key, value)) in grown.iter().enumerate() {
         let row = &next[i * c.d..(i + 1) * c.d];
         let alone = moe_attention_kv(&attrs, &kw, row, one(1), past_of(i), 1).expect("alone");
-        assert_close(&shared.y[i * c.d..(i + 1) * c.d], &alone.y, 1e-6);
-        assert_eq!(
-            shared.caches[i].0.len(),
-            alone.key.len(),
-            "sequence {i} keys"
-        );
-        assert_close(&shared.caches[i].0, &alone.key, 1e-6);
-        assert_close(&shared.caches[i].1, &alone.value, 1e-6);
+        assert_close(&shared[i * c.d..(i + 1) * c.d], &alone.y, 1e-6);
+        let (p, cap) = (pasts[i] + 1, pasts[i] + 3);
+        let compact = |v: &[f32]| kv_with_capacity(v, c.heads, (p, cap), p, dh);
+        assert_eq!(compact(key).len(), alone.key.len(), "sequence {i} keys");
+        assert_close(&compact(key), &alone.key, 1e-6);
+        assert_close(&compact(value), &alone.value, 1e-6);
     }
 }
 

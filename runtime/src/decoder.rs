@@ -168,8 +168,8 @@ impl<'s> Decoder<'s> {
         }
     }
 
-    /// The decoders at `rows` in one pass, their logits into `out`; nothing when the backend
-    /// cannot share it.
+    /// The decoders at `rows` (ascending) in one pass, their logits into `out`; nothing
+    /// when the backend cannot share it.
     fn step_shared(
         decoders: &mut [&mut Decoder<'_>],
         tokens: &[i64],
@@ -178,19 +178,26 @@ impl<'s> Decoder<'s> {
     ) -> Result<(), RuntimeError> {
         let session = decoders[rows[0]].session;
         let ids: Vec<i64> = rows.iter().map(|&i| tokens[i]).collect();
-        let caches: Vec<&KvCache> = rows
-            .iter()
-            .filter_map(|&i| match &decoders[i].state {
+        let mut caches: Vec<&mut KvCache> = decoders
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| rows.binary_search(i).is_ok())
+            .filter_map(|(_, d)| match &mut d.state {
                 State::Kv { cache, .. } => Some(cache),
                 _ => None,
             })
             .collect();
-        let Some(result) = session.backend().run_kv_rows(&ids, &caches) else {
+        if caches.len() != rows.len() {
+            return Err(RuntimeError::Interface {
+                reason: "internal: a shared step over a decoder without a KV cache".into(),
+            });
+        }
+        let Some(result) = session.backend().run_kv_rows(&ids, &mut caches) else {
             return Ok(());
         };
-        let (logits, next) = result?;
+        let logits = result?;
         let vocab = session.vocab_size();
-        if logits.len() != rows.len() * vocab || next.len() != rows.len() {
+        if logits.len() != rows.len() * vocab {
             return Err(RuntimeError::Interface {
                 reason: format!(
                     "a shared step of {} rows returned {} logits",
@@ -199,15 +206,12 @@ impl<'s> Decoder<'s> {
                 ),
             });
         }
-        for ((&i, cache), row) in rows.iter().zip(next).zip(logits.chunks_exact(vocab)) {
+        for (&i, row) in rows.iter().zip(logits.chunks_exact(vocab)) {
             let d = &mut *decoders[i];
             if let State::Kv {
-                cache: c,
-                history,
-                context,
+                history, context, ..
             } = &mut d.state
             {
-                *c = cache;
                 remember(
                     history,
                     &TokenBatch::single(vec![tokens[i]]),
@@ -237,8 +241,7 @@ impl<'s> Decoder<'s> {
             {
                 *cache = restart(self.session, cache, history, limit / 2)?;
             }
-            let (logits, next) = backend.run_kv(&piece, cache)?;
-            *cache = next;
+            let logits = backend.run_kv(&piece, cache)?;
             remember(history, &piece, context.unwrap_or(usize::MAX));
             out.push(self.session.logits_of(&piece, logits)?);
         }
@@ -354,17 +357,18 @@ fn restart(
     history: &[Vec<i64>],
     keep: usize,
 ) -> Result<KvCache, RuntimeError> {
-    let empty = KvCache::empty(cache.batch, cache.heads, cache.d_head, cache.layers.len());
+    let mut fresh = KvCache::empty(cache.batch, cache.heads, cache.d_head, cache.layers.len());
     let keep = keep.min(history.iter().map(Vec::len).min().unwrap_or(0));
     if keep == 0 {
-        return Ok(empty);
+        return Ok(fresh);
     }
     let tokens = history
         .iter()
         .flat_map(|h| h[h.len() - keep..].iter().copied())
         .collect();
     let prompt = TokenBatch::new(history.len(), keep, tokens)?;
-    Ok(session.backend().run_kv(&prompt, &empty)?.1)
+    session.backend().run_kv(&prompt, &mut fresh)?;
+    Ok(fresh)
 }
 
 /// Empties a resident cache and re-encodes the last `keep` tokens of every row.

@@ -116,9 +116,11 @@ impl CpuBackend {
                     Tensor::from_shape(&[m.batch, m.mem_len, m.d_model], &m.layers[*i])
                 }
                 (Feed::Past(i, value), State::Kv(c)) => {
-                    let (k, v) = &c.layers[*i];
+                    let (k, v) = c
+                        .compact_layer(*i)
+                        .ok_or_else(|| interface("the KV cache has too few layers"))?;
                     let data = if *value { v } else { k };
-                    Tensor::from_shape(&[c.batch, c.heads, c.past, c.d_head], data)
+                    Tensor::from_shape(&[c.batch, c.heads, c.past, c.d_head], &data)
                 }
                 (Feed::Memory(_), _) => {
                     return Err(RuntimeError::NotXl("this XL model needs memory".into()));
@@ -168,14 +170,11 @@ impl Backend for CpuBackend {
         Ok(BackendOutput { logits, memory })
     }
 
-    fn run_kv(
-        &self,
-        tokens: &TokenBatch,
-        cache: &KvCache,
-    ) -> Result<(Vec<f32>, KvCache), RuntimeError> {
-        if self.kv.is_none() {
+    fn run_kv(&self, tokens: &TokenBatch, cache: &mut KvCache) -> Result<Vec<f32>, RuntimeError> {
+        let Some(kv) = self.kv else {
             return Err(interface("this model has no KV-cache inputs"));
-        }
+        };
+        cache.check(&kv)?;
         let outputs = self.execute(self.inputs(tokens, State::Kv(cache))?)?;
         let logits = output_vec(&outputs, self.logits_ix)?;
         let layers = self
@@ -183,12 +182,10 @@ impl Backend for CpuBackend {
             .iter()
             .map(|&(k, v)| Ok((output_vec(&outputs, k)?, output_vec(&outputs, v)?)))
             .collect::<Result<_, RuntimeError>>()?;
-        let next = KvCache {
-            past: cache.past + tokens.seq,
-            layers,
-            ..*cache
-        };
-        Ok((logits, next))
+        cache.past += tokens.seq;
+        cache.capacity = cache.past;
+        cache.layers = layers;
+        Ok(logits)
     }
 }
 

@@ -43,13 +43,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         memory: Option<&XlMemory>,
     ) -> Result<BackendOutput, RuntimeError>;
 
-    /// One decoding step of a RoPE model with a KV cache: logits `[batch, seq, vocab]` and
-    /// the cache extended by `tokens`. Backends without KV-cache support say so.
-    fn run_kv(
-        &self,
-        tokens: &TokenBatch,
-        cache: &KvCache,
-    ) -> Result<(Vec<f32>, KvCache), RuntimeError> {
+    /// One decoding step of a RoPE model with a KV cache: logits `[batch, seq, vocab]`,
+    /// `cache` extended by `tokens` (in place where the backend can; on an error its `past`
+    /// is unchanged). Backends without KV-cache support say so.
+    fn run_kv(&self, tokens: &TokenBatch, cache: &mut KvCache) -> Result<Vec<f32>, RuntimeError> {
         let _ = (tokens, cache);
         Err(RuntimeError::BackendUnavailable {
             backend: self.name(),
@@ -59,13 +56,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// One step of independent RoPE sequences sharing the pass (continuous batching):
     /// `tokens[r]` is the next token of the sequence whose batch-1 cache is `caches[r]`, each
-    /// at its own position. Returns logits `[n, vocab]` and each sequence's extended cache.
+    /// at its own position. Returns logits `[n, vocab]`, each cache extended by its token.
     /// `None`: this backend cannot share such a step (the caller steps each one alone).
     fn run_kv_rows(
         &self,
         tokens: &[i64],
-        caches: &[&KvCache],
-    ) -> Option<Result<(Vec<f32>, Vec<KvCache>), RuntimeError>> {
+        caches: &mut [&mut KvCache],
+    ) -> Option<Result<Vec<f32>, RuntimeError>> {
         let _ = (tokens, caches);
         None
     }

@@ -32,6 +32,14 @@ impl NativeBackend {
         })
     }
 
+    /// A cache this plan can extend (see [`KvCache::check`]).
+    fn check_cache(&self, cache: &KvCache) -> Result<(), RuntimeError> {
+        let kv = kv_shape(&self.program).ok_or_else(|| RuntimeError::Interface {
+            reason: "this plan has no RoPE attention to cache".into(),
+        })?;
+        cache.check(&kv)
+    }
+
     /// The model's shape facts, from the plan's meta and interface.
     pub fn info(&self) -> ModelInfo {
         model_info(&self.program)
@@ -129,39 +137,28 @@ impl Backend for NativeBackend {
         run(&self.program, &self.weights, tokens, memory, self.threads)
     }
 
-    fn run_kv(
-        &self,
-        tokens: &TokenBatch,
-        cache: &KvCache,
-    ) -> Result<(Vec<f32>, KvCache), RuntimeError> {
-        let (out, layers) = run_kv(&self.program, &self.weights, tokens, cache, self.threads)?;
-        let next = KvCache {
-            past: cache.past + tokens.seq,
-            layers,
-            ..*cache
-        };
-        Ok((out.logits, next))
+    fn run_kv(&self, tokens: &TokenBatch, cache: &mut KvCache) -> Result<Vec<f32>, RuntimeError> {
+        self.check_cache(cache)?;
+        cache.reserve(tokens.seq);
+        let out = run_kv(&self.program, &self.weights, tokens, cache, self.threads)?;
+        cache.past += tokens.seq;
+        Ok(out.logits)
     }
 
     fn run_kv_rows(
         &self,
         tokens: &[i64],
-        caches: &[&KvCache],
-    ) -> Option<Result<(Vec<f32>, Vec<KvCache>), RuntimeError>> {
-        let step = || {
+        caches: &mut [&mut KvCache],
+    ) -> Option<Result<Vec<f32>, RuntimeError>> {
+        let mut step = || {
             let batch = TokenBatch::new(tokens.len(), 1, tokens.to_vec())?;
-            let (out, rows) =
-                run_kv_rows(&self.program, &self.weights, &batch, caches, self.threads)?;
-            let next = caches
-                .iter()
-                .zip(rows)
-                .map(|(c, layers)| KvCache {
-                    past: c.past + 1,
-                    layers,
-                    ..**c
-                })
-                .collect();
-            Ok((out.logits, next))
+            for c in caches.iter_mut() {
+                self.check_cache(c)?;
+                c.reserve(1);
+            }
+            let out = run_kv_rows(&self.program, &self.weights, &batch, caches, self.threads)?;
+            caches.iter_mut().for_each(|c| c.past += 1);
+            Ok(out.logits)
         };
         Some(step())
     }

@@ -26,21 +26,13 @@ enum Slot<'a> {
     Act(Act<'a>),
 }
 
-/// One layer's `(key, value)` cache.
-type KvPair = (Vec<f32>, Vec<f32>);
-
-/// The present `(key, value)` cache of every attention layer: one pair, or (independent
-/// sequences) one per sequence.
-type Present = Vec<Vec<KvPair>>;
-
-/// The KV caches entering a step.
-#[derive(Clone, Copy)]
+/// The KV caches a step appends to in place (each with room for the step's rows).
 enum Caches<'a> {
     None,
     /// One cache for the whole batch (every row at the same position).
-    One(&'a KvCache),
+    One(&'a mut KvCache),
     /// One batch-1 cache per row: independent sequences, one new token each.
-    Rows(&'a [&'a KvCache]),
+    Rows(Vec<&'a mut KvCache>),
 }
 
 /// A read-only operand: shape and elements.
@@ -51,9 +43,10 @@ struct Run<'a> {
     w: &'a WeightStore,
     slots: Vec<Slot<'a>>,
     threads: usize,
-    /// The KV caches entering this step (RoPE decoding), and the present caches, by layer.
+    /// The KV caches this step appends to (RoPE decoding).
     kv: Caches<'a>,
-    present: Present,
+    /// Attention layers run so far (the cache layer of the next one).
+    layer: usize,
 }
 
 /// Runs `p` on `tokens` (and XL `memory`, required when the program has memory inputs).
@@ -64,38 +57,32 @@ pub(crate) fn run(
     memory: Option<&XlMemory>,
     threads: usize,
 ) -> Result<BackendOutput, RuntimeError> {
-    Ok(run_with(p, w, tokens, memory, Caches::None, threads)?.0)
+    run_with(p, w, tokens, memory, Caches::None, threads)
 }
 
-/// One KV-cache step of a RoPE program: the outputs and the present cache of every layer.
+/// One KV-cache step of a RoPE program, appending to `cache` (which has room for it; its
+/// `past` is the caller's to advance).
 pub(crate) fn run_kv(
     p: &Program,
     w: &WeightStore,
     tokens: &TokenBatch,
-    cache: &KvCache,
+    cache: &mut KvCache,
     threads: usize,
-) -> Result<(BackendOutput, Vec<KvPair>), RuntimeError> {
-    let (out, present) = run_with(p, w, tokens, None, Caches::One(cache), threads)?;
-    Ok((out, present.into_iter().flatten().collect()))
+) -> Result<BackendOutput, RuntimeError> {
+    run_with(p, w, tokens, None, Caches::One(cache), threads)
 }
 
 /// One step of independent sequences, one token each (`tokens` `[n, 1]`), `caches[r]` the
-/// batch-1 cache of row r: the outputs and, per sequence, the present cache of every layer.
+/// batch-1 cache of row r, each appended to (as [`run_kv`]).
 pub(crate) fn run_kv_rows(
     p: &Program,
     w: &WeightStore,
     tokens: &TokenBatch,
-    caches: &[&KvCache],
+    caches: &mut [&mut KvCache],
     threads: usize,
-) -> Result<(BackendOutput, Vec<Vec<KvPair>>), RuntimeError> {
-    let (out, present) = run_with(p, w, tokens, None, Caches::Rows(caches), threads)?;
-    let mut rows: Vec<Vec<KvPair>> = vec![Vec::new(); caches.len()];
-    for layer in present {
-        rows.iter_mut()
-            .zip(layer)
-            .for_each(|(row, kv)| row.push(kv));
-    }
-    Ok((out, rows))
+) -> Result<BackendOutput, RuntimeError> {
+    let rows = caches.iter_mut().map(|c| &mut **c).collect();
+    run_with(p, w, tokens, None, Caches::Rows(rows), threads)
 }
 
 fn run_with<'a>(
@@ -105,14 +92,14 @@ fn run_with<'a>(
     memory: Option<&'a XlMemory>,
     kv: Caches<'a>,
     threads: usize,
-) -> Result<(BackendOutput, Present), RuntimeError> {
+) -> Result<BackendOutput, RuntimeError> {
     let mut r = Run {
         p,
         w,
         slots: (0..p.n_values).map(|_| Slot::Empty).collect(),
         threads,
         kv,
-        present: Vec::new(),
+        layer: 0,
     };
     r.slots[p.tokens] = Slot::Tokens(tokens);
     r.bind_memory(tokens, memory)?;
@@ -140,7 +127,7 @@ fn run_with<'a>(
         .collect::<Result<Vec<_>, _>>()?;
     let memory = taken.split_off(1);
     let logits = taken.pop().unwrap_or_default();
-    Ok((BackendOutput { logits, memory }, r.present))
+    Ok(BackendOutput { logits, memory })
 }
 
 fn exec(reason: String) -> RuntimeError {
@@ -208,27 +195,34 @@ impl<'a> Run<'a> {
             k::add_in_place(a.data.to_mut(), b, self.threads).map_err(|e| e.to_string())?;
             return Ok(a);
         }
+        // the caches are taken out while the views borrow the rest of the run
+        let mut kv = std::mem::replace(&mut self.kv, Caches::None);
+        let out = self.attention_or_eval(s, &mut kv);
+        self.kv = kv;
+        out
+    }
+
+    /// Step `s` (not an in-place Add), appending to `kv` if it is a cached attention layer.
+    fn attention_or_eval(&mut self, s: &Step, kv: &mut Caches<'a>) -> Result<Act<'a>, String> {
+        let layer = self.layer;
+        if matches!(s.op, Op::MoEAttention(_)) && !matches!(kv, Caches::None) {
+            self.layer += 1;
+        }
         let views = s
             .inputs
             .iter()
             .map(|&v| self.view_or_tokens(v))
             .collect::<Result<Vec<_>, _>>()?;
-        match (&s.op, self.kv) {
+        match (&s.op, kv) {
             (Op::MoEAttention(a), Caches::One(cache)) => {
-                let past = layer_past(cache, self.present.len())?;
-                let (y, present) = attention_kv(a, &views, past, self.threads)?;
-                self.present.push(vec![present]);
-                Ok(y)
+                attention_kv(a, &views, layer_slab(cache, layer)?, self.threads)
             }
             (Op::MoEAttention(a), Caches::Rows(caches)) => {
-                let layer = self.present.len();
-                let pasts = caches
-                    .iter()
-                    .map(|c| layer_past(c, layer))
+                let mut slabs = caches
+                    .iter_mut()
+                    .map(|c| layer_slab(c, layer))
                     .collect::<Result<Vec<_>, _>>()?;
-                let (y, present) = attention_kv_rows(a, &views, &pasts, self.threads)?;
-                self.present.push(present);
-                Ok(y)
+                attention_kv_rows(a, &views, &mut slabs, self.threads)
             }
             _ => eval(s, &views, self.threads),
         }
@@ -407,48 +401,48 @@ fn attention(
     Ok(act(vec![dims.batch, dims.t, dims.d], y))
 }
 
-/// Layer `layer` of `cache`.
-fn layer_past(cache: &KvCache, layer: usize) -> Result<k::KvPast<'_>, String> {
+/// Layer `layer` of `cache`, to append to.
+fn layer_slab(cache: &mut KvCache, layer: usize) -> Result<k::KvSlab<'_>, String> {
+    let (past, capacity) = (cache.past, cache.capacity);
     let (key, value) = cache
         .layers
-        .get(layer)
+        .get_mut(layer)
         .ok_or_else(|| format!("the KV cache has no layer {layer}"))?;
-    Ok(k::KvPast {
+    Ok(k::KvSlab {
         key,
         value,
-        past: cache.past,
+        past,
+        capacity,
     })
 }
 
-/// One step of independent sequences through an attention layer: y `[n, 1, D]` and each
-/// sequence's present `(key, value)`.
+/// One step of independent sequences through an attention layer, each `slabs[r]` appended
+/// to: y `[n, 1, D]`.
 fn attention_kv_rows(
     a: &MoeAttentionAttrs,
     ins: &[Operand<'_>],
-    pasts: &[k::KvPast<'_>],
+    slabs: &mut [k::KvSlab<'_>],
     threads: usize,
-) -> Result<(Act<'static>, Vec<KvPair>), String> {
+) -> Result<Act<'static>, String> {
     let (weights, dims) = attention_inputs(a, ins)?;
     let x = ins[0].f32()?.1;
-    let step = k::moe_attention_kv_rows(a, &weights, x, dims.d, pasts, threads)
+    let y = k::moe_attention_kv_rows(a, &weights, x, dims.d, slabs, threads)
         .map_err(|e| e.to_string())?;
-    let y = act(vec![dims.batch, dims.t, dims.d], step.y);
-    Ok((y, step.caches))
+    Ok(act(vec![dims.batch, dims.t, dims.d], y))
 }
 
-/// One KV-cache step of an attention layer: y and the present `(key, value)`.
+/// One KV-cache step of an attention layer, appended to `slab`: y.
 fn attention_kv(
     a: &MoeAttentionAttrs,
     ins: &[Operand<'_>],
-    past: k::KvPast<'_>,
+    slab: k::KvSlab<'_>,
     threads: usize,
-) -> Result<(Act<'static>, KvPair), String> {
+) -> Result<Act<'static>, String> {
     let (weights, dims) = attention_inputs(a, ins)?;
     let x = ins[0].f32()?.1;
-    let step =
-        k::moe_attention_kv(a, &weights, x, dims, past, threads).map_err(|e| e.to_string())?;
-    let y = act(vec![dims.batch, dims.t, dims.d], step.y);
-    Ok((y, (step.key, step.value)))
+    let y = k::moe_attention_kv_in_place(a, &weights, x, dims, slab, threads)
+        .map_err(|e| e.to_string())?;
+    Ok(act(vec![dims.batch, dims.t, dims.d], y))
 }
 
 /// The weights and sizes of a `MoEAttention` step (inputs in `Op::MoEAttention` order).
