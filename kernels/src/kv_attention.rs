@@ -153,8 +153,7 @@ pub fn moe_attention_kv(
     past: KvPast<'_>,
     threads: usize,
 ) -> Result<KvStep, KernelError> {
-    rope_of(attrs)?;
-    validate(attrs, w, x, x, dims)?;
+    // the past must hold what it claims before it is copied; the step checks the rest
     check_past(attrs, dims, past)?;
     let (p, total) = (past.past, past.past + dims.t);
     let blocks = dims.batch * attrs.heads;

@@ -169,15 +169,15 @@ impl KvCache {
         self.regrow(to);
     }
 
-    /// Layer `layer`'s `(key, value)` in the compact `[batch, heads, past, d_head]` form
-    /// (borrowed when the cache has no spare room).
-    pub fn compact_layer(&self, layer: usize) -> Option<(Cow<'_, [f32]>, Cow<'_, [f32]>)> {
+    /// Layer `layer`'s key (`value` false) or value in the compact `[batch, heads, past,
+    /// d_head]` form (borrowed when the cache has no spare room).
+    pub fn compact_layer(&self, layer: usize, value: bool) -> Option<Cow<'_, [f32]>> {
         let (k, v) = self.layers.get(layer)?;
-        if self.capacity == self.past {
-            return Some((Cow::Borrowed(k), Cow::Borrowed(v)));
-        }
-        let (k, v) = (self.resized(k, self.past), self.resized(v, self.past));
-        Some((Cow::Owned(k), Cow::Owned(v)))
+        let data = if value { v } else { k };
+        Some(match self.capacity == self.past {
+            true => Cow::Borrowed(data),
+            false => Cow::Owned(self.resized(data, self.past)),
+        })
     }
 
     /// The cache with its spare room dropped (every layer `[batch, heads, past, d_head]`).
@@ -279,7 +279,8 @@ mod tests {
         c.reserve(1);
         assert_eq!(c.capacity, 2 * MIN_CAPACITY, "doubles");
         c.past = 5;
-        let (k, v) = c.compact_layer(0).expect("layer 0");
+        let (k, v) = (c.compact_layer(0, false), c.compact_layer(0, true));
+        let (k, v) = (k.expect("layer 0 key"), v.expect("layer 0 value"));
         assert_eq!((&*k, &*v), (&want.layers[0].0[..], &want.layers[0].1[..]));
         assert_eq!(c.compacted(), want);
     }

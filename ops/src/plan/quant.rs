@@ -140,10 +140,10 @@ pub fn quantize(bits: QuantBits, w: &[f32], s: QuantShape) -> Vec<u8> {
     assert_eq!(w.len(), s.rows() * s.inp, "weight length vs {s:?}");
     let mut values = Vec::with_capacity(s.nbytes(bits));
     let mut scales = Vec::with_capacity(s.rows() * s.groups());
-    let mut q = vec![0i8; s.inp];
+    let (mut q, mut trial) = (vec![0i8; s.inp], vec![0i8; s.group.min(s.inp)]);
     for row in w.chunks_exact(s.inp.max(1)).take(s.rows()) {
         for (src, dst) in row.chunks(s.group).zip(q.chunks_mut(s.group)) {
-            scales.push(quantize_group(bits, src, dst));
+            scales.push(quantize_group(bits, src, dst, &mut trial[..src.len()]));
         }
         push_row(bits, &q, &mut values);
     }
@@ -154,8 +154,8 @@ pub fn quantize(bits: QuantBits, w: &[f32], s: QuantShape) -> Vec<u8> {
     values
 }
 
-/// Quantizes one group into `q`; returns its scale.
-fn quantize_group(bits: QuantBits, w: &[f32], q: &mut [i8]) -> f32 {
+/// Quantizes one group into `q` (`trial`: scratch of the group's length); returns its scale.
+fn quantize_group(bits: QuantBits, w: &[f32], q: &mut [i8], trial: &mut [i8]) -> f32 {
     let amax = w.iter().fold(0f32, |m, v| m.max(v.abs()));
     if amax == 0.0 || !amax.is_finite() {
         q.fill(0);
@@ -163,7 +163,7 @@ fn quantize_group(bits: QuantBits, w: &[f32], q: &mut [i8]) -> f32 {
     }
     match bits {
         QuantBits::Int8 => round_to(w, amax / 127.0, (-127.0, 127.0), q),
-        QuantBits::Int4 => int4_group(w, amax, q),
+        QuantBits::Int4 => int4_group(w, amax, q, trial),
     }
 }
 
@@ -184,26 +184,28 @@ const INT4_DIVISORS: [f32; 16] = [
 /// values by least squares (`sum(w q) / sum(q^2)`), the one with the smallest squared error
 /// over the group, values in -8..=7 (the search of llama.cpp's `make_qx_quants`; with 16
 /// levels, plain max/7 rounding leaves a tiny model's bits per byte 4% above f32).
-fn int4_group(w: &[f32], amax: f32, q: &mut [i8]) -> f32 {
-    let mut trial = vec![0i8; w.len()];
+fn int4_group(w: &[f32], amax: f32, q: &mut [i8], trial: &mut [i8]) -> f32 {
     let mut best = (f32::INFINITY, 0f32);
     for t in INT4_DIVISORS {
-        round_to(w, amax / t, (-8.0, 7.0), &mut trial);
-        let (wq, qq) = w.iter().zip(&trial).fold((0f64, 0f64), |(a, b), (&v, &x)| {
-            (a + v as f64 * x as f64, b + (x as f64) * (x as f64))
-        });
+        round_to(w, amax / t, (-8.0, 7.0), trial);
+        let (wq, qq) = w
+            .iter()
+            .zip(&*trial)
+            .fold((0f64, 0f64), |(a, b), (&v, &x)| {
+                (a + v as f64 * x as f64, b + (x as f64) * (x as f64))
+            });
         if wq <= 0.0 || qq == 0.0 {
             continue;
         }
         let scale = (wq / qq) as f32;
         let err: f32 = w
             .iter()
-            .zip(&trial)
+            .zip(&*trial)
             .map(|(&v, &x)| (v - scale * x as f32).powi(2))
             .sum();
         if err < best.0 {
             best = (err, scale);
-            q.copy_from_slice(&trial);
+            q.copy_from_slice(trial);
         }
     }
     if best.0.is_infinite() {

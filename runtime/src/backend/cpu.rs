@@ -116,10 +116,9 @@ impl CpuBackend {
                     Tensor::from_shape(&[m.batch, m.mem_len, m.d_model], &m.layers[*i])
                 }
                 (Feed::Past(i, value), State::Kv(c)) => {
-                    let (k, v) = c
-                        .compact_layer(*i)
+                    let data = c
+                        .compact_layer(*i, *value)
                         .ok_or_else(|| interface("the KV cache has too few layers"))?;
-                    let data = if *value { v } else { k };
                     Tensor::from_shape(&[c.batch, c.heads, c.past, c.d_head], &data)
                 }
                 (Feed::Memory(_), _) => {

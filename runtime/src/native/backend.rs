@@ -19,6 +19,8 @@ pub struct NativeBackend {
     program: Program,
     weights: WeightStore,
     threads: usize,
+    /// The KV cache a decoding step extends (RoPE plans), from the program at load.
+    kv: Option<KvShape>,
 }
 
 impl NativeBackend {
@@ -26,6 +28,7 @@ impl NativeBackend {
     pub fn load(path: &Path, threads: usize) -> Result<Self, RuntimeError> {
         let (program, weights) = load_parts(path)?;
         Ok(NativeBackend {
+            kv: kv_shape(&program),
             program,
             weights,
             threads: threads.max(1),
@@ -34,10 +37,10 @@ impl NativeBackend {
 
     /// A cache this plan can extend (see [`KvCache::check`]).
     fn check_cache(&self, cache: &KvCache) -> Result<(), RuntimeError> {
-        let kv = kv_shape(&self.program).ok_or_else(|| RuntimeError::Interface {
+        let kv = self.kv.as_ref().ok_or_else(|| RuntimeError::Interface {
             reason: "this plan has no RoPE attention to cache".into(),
         })?;
-        cache.check(&kv)
+        cache.check(kv)
     }
 
     /// The model's shape facts, from the plan's meta and interface.
